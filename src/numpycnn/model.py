@@ -1,0 +1,203 @@
+"""``Sequential``: a list of layers run in order, forward and then backward.
+
+Training (``fit``, ``evaluate``, ``predict``) lives in :mod:`numpycnn.training`; model files in :mod:`numpycnn.io`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from numpycnn.layers.base import LAYER_REGISTRY, Layer
+
+#: Layers after which a weight layer is initialised for a rectifier (He/Kaiming); Glorot otherwise.
+_RECTIFIERS = ("ReLU", "LeakyReLU")
+#: Layers that may stand between a weight layer and its activation without changing the choice.
+_TRANSPARENT = ("BatchNorm1D", "BatchNorm2D", "MaxPool2D", "AvgPool2D", "Dropout", "Flatten")
+
+
+def iter_parameters(model: Sequential | Sequence[Layer]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Yield ``(name, value, grad)`` for every trainable parameter, named as in PyTorch (``"0.weight"``)."""
+    layers = model.layers if isinstance(model, Sequential) else list(model)
+    for i, layer in enumerate(layers):
+        for key in layer.params:
+            yield f"{i}.{key}", layer.params[key], layer.grads[key]
+
+
+class Sequential:
+    """Layers applied one after another: :math:`y = f_{L}(\\dots f_2(f_1(x)))`.
+
+    Backward applies the chain rule in reverse, :math:`\\partial L/\\partial x = J_1^T \\cdots J_L^T\\,
+    \\partial L/\\partial y`, each layer filling its own parameter gradients on the way.
+
+    Parameters
+    ----------
+    layers : iterable of Layer
+        The layers, in order.
+    input_shape : tuple of int, optional
+        The per-sample input shape, e.g. ``(1, 28, 28)``; used by ``summary`` and stored in model files.
+
+    Examples
+    --------
+    >>> from numpycnn.layers import Conv2D, ReLU, MaxPool2D, Flatten, Dense
+    >>> model = Sequential([Conv2D(1, 8, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(1352, 10)], input_shape=(1, 28, 28))
+    >>> model.initialize(seed=0)
+    >>> model.forward(np.zeros((2, 1, 28, 28), np.float32)).shape
+    (2, 10)
+    """
+
+    def __init__(self, layers: Iterable[Layer], input_shape: Sequence[int] | None = None) -> None:
+        self.layers: list[Layer] = list(layers)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"Sequential: every element of `layers` must be a Layer. Got {type(layer).__name__} at index {i}."
+                )
+        self.input_shape: tuple[int, ...] | None = tuple(int(d) for d in input_shape) if input_shape else None
+        if self.input_shape is not None:
+            self.output_shapes(self.input_shape)  # fail early on an inconsistent architecture
+
+    # -- running ------------------------------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    __call__ = forward
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def zero_grad(self) -> None:
+        for layer in self.layers:
+            layer.zero_grad()
+
+    # -- parameters and state -----------------------------------------------------------------------------------
+    def parameters(self) -> list[np.ndarray]:
+        """The trainable arrays themselves (not copies), in state-dict order."""
+        return [value for _, value, _ in iter_parameters(self)]
+
+    def named_parameters(self) -> list[tuple[str, np.ndarray]]:
+        return [(name, value) for name, value, _ in iter_parameters(self)]
+
+    def num_parameters(self) -> int:
+        return sum(layer.num_parameters() for layer in self.layers)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers by PyTorch ``nn.Sequential`` names, in PyTorch's order (the arrays themselves)."""
+        state: dict[str, np.ndarray] = {}
+        for i, layer in enumerate(self.layers):
+            for key in layer.param_names:
+                state[f"{i}.{key}"] = layer.params[key]
+            for key in layer.buffer_names:
+                state[f"{i}.{key}"] = layer.buffers[key]
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy arrays into the model's own; names, shapes must match exactly (dtype is converted)."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"Sequential.load_state_dict: missing tensors {missing}, unexpected tensors {unexpected}.")
+        for name, target in own.items():
+            source = np.asarray(state[name])
+            if source.shape != target.shape:
+                raise ValueError(
+                    f"Sequential.load_state_dict: tensor {name!r} must have shape {target.shape}. "
+                    f"Got {source.shape}."
+                )
+            target[...] = source
+
+    def astype(self, dtype: Any) -> Sequential:
+        for layer in self.layers:
+            layer.astype(dtype)
+        return self
+
+    @property
+    def dtype(self) -> np.dtype:
+        for layer in self.layers:
+            for value in layer.params.values():
+                return value.dtype
+        return np.dtype(np.float32)
+
+    def initialize(self, seed: int | np.random.Generator | None = None) -> Sequential:
+        """Draw every parameter and every layer's random generator from one seed.
+
+        Weight layers followed (possibly through batch norm, pooling or dropout) by ReLU or LeakyReLU get He/Kaiming
+        initialisation; others get Glorot. Each layer with its own generator (dropout) gets an independent child
+        generator, so the same seed gives bit-identical runs.
+        """
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        for i, layer in enumerate(self.layers):
+            if layer.params:
+                layer.reset_parameters(rng, self._nonlinearity_after(i))
+            if hasattr(layer, "rng"):
+                layer.rng = rng.spawn(1)[0]
+        return self
+
+    def _nonlinearity_after(self, index: int) -> str:
+        for layer in self.layers[index + 1:]:
+            if layer.name in _RECTIFIERS:
+                return "relu" if layer.name == "ReLU" else "leaky_relu"
+            if layer.name not in _TRANSPARENT:
+                break
+        return "linear"
+
+    # -- description --------------------------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "input_shape": list(self.input_shape) if self.input_shape else None,
+            "layers": [{"type": layer.name, "config": layer.get_config()} for layer in self.layers],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        """Build a model from ``get_config()`` output; only registered layer types are accepted."""
+        layers = []
+        for spec in config["layers"]:
+            layer_type = LAYER_REGISTRY.get(spec["type"])
+            if layer_type is None:
+                raise ValueError(f"Sequential.from_config: unknown layer type {spec['type']!r}.")
+            layers.append(layer_type(**spec["config"]))
+        return cls(layers, input_shape=config.get("input_shape"))
+
+    def output_shapes(self, input_shape: Sequence[int]) -> list[tuple[int, ...]]:
+        """Per-sample output shape of every layer for a per-sample ``input_shape``."""
+        shapes, shape = [], tuple(int(d) for d in input_shape)
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = tuple(layer.output_shape(shape))
+            except ValueError as err:
+                raise ValueError(f"Sequential: layer {i} ({layer.name}) cannot take input of shape {shape}: {err}")
+            shapes.append(shape)
+        return shapes
+
+    def summary(self, input_shape: Sequence[int] | None = None) -> str:
+        """A table of layer, output shape and parameter count, like Keras' ``model.summary()``."""
+        input_shape = input_shape or self.input_shape
+        shapes = self.output_shapes(input_shape) if input_shape else [None] * len(self.layers)
+        rows = [("#", "Layer", "Output shape", "Params")]
+        for i, (layer, shape) in enumerate(zip(self.layers, shapes)):
+            shape_text = "?" if shape is None else str((None, *shape))
+            rows.append((str(i), repr(layer), shape_text, f"{layer.num_parameters():,}"))
+        widths = [max(len(row[c]) for row in rows) for c in range(4)]
+        line = "-" * (sum(widths) + 6)
+
+        def fmt(row: tuple[str, ...]) -> str:
+            return "  ".join([row[0].rjust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]),
+                              row[3].rjust(widths[3])])
+
+        body = [fmt(rows[0]), line, *(fmt(r) for r in rows[1:]), line,
+                f"Total parameters: {self.num_parameters():,}"]
+        if input_shape:
+            body.insert(0, f"Input shape: {(None, *input_shape)}")
+        return "\n".join(body)
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n  {inner}\n])"
