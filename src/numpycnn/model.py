@@ -56,6 +56,11 @@ class Sequential:
                     f"Sequential: every element of `layers` must be a Layer. Got {type(layer).__name__} at index {i}."
                 )
         self.input_shape: tuple[int, ...] | None = tuple(int(d) for d in input_shape) if input_shape else None
+        #: Names of the output classes, saved in model files (``None`` when unknown).
+        self.class_names: list[str] | None = None
+        #: The input normalisation the model was trained with, ``{"mean": [...], "std": [...]}`` per channel of
+        #: images scaled to [0, 1], saved in model files so ``predict`` on raw images preprocesses alike.
+        self.normalization: dict[str, list[float]] | None = None
         if self.input_shape is not None:
             self.output_shapes(self.input_shape)  # fail early on an inconsistent architecture
 
@@ -147,6 +152,35 @@ class Sequential:
             if layer.name not in _TRANSPARENT:
                 break
         return "linear"
+
+    # -- training and files (implemented in numpycnn.training and numpycnn.io) -----------------------------------
+    def fit(self, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> Any:
+        """Train the model; see :func:`numpycnn.training.fit` for the arguments. Returns a ``History``."""
+        from numpycnn.training import fit
+
+        return fit(self, x, y, **kwargs)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> dict[str, float]:
+        """``{"loss": ..., "accuracy": ...}`` on ``(x, y)``; see :func:`numpycnn.training.evaluate`."""
+        from numpycnn.training import evaluate
+
+        return evaluate(self, x, y, **kwargs)
+
+    def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
+        """Class probabilities ``(N, classes)``; see :func:`numpycnn.training.predict`."""
+        from numpycnn.training import predict
+
+        return predict(self, x, **kwargs)
+
+    def predict_classes(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
+        """The most probable class of each sample, ``(N,)`` int64."""
+        return np.argmax(self.predict(x, **kwargs), axis=1).astype(np.int64)
+
+    def save(self, path: Any) -> None:
+        """Write the model as a safetensors file (atomically); see :func:`numpycnn.io.save_model`."""
+        from numpycnn.io import save_model
+
+        save_model(self, path)
 
     # -- description --------------------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
