@@ -1,0 +1,111 @@
+"""Fully connected layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numpycnn import _checks
+from numpycnn.functional.dense import dense_backward, dense_forward
+from numpycnn.init import init_weight
+from numpycnn.layers.base import Layer
+
+
+class Dense(Layer):
+    """Fully connected layer, :math:`z = x W^T + b` (PyTorch's ``nn.Linear``).
+
+    Notes
+    -----
+    .. math::
+        z = x W^T + b, \\qquad
+        \\frac{\\partial L}{\\partial x} = dz\\, W, \\quad
+        \\frac{\\partial L}{\\partial W} = dz^T x, \\quad
+        \\frac{\\partial L}{\\partial b} = \\sum_n dz_n
+
+    Parameters
+    ----------
+    in_features : int
+        Size of each input sample.
+    out_features : int
+        Size of each output sample.
+    bias : bool
+        Whether to add the learnable bias :math:`b`.
+    rng : numpy.random.Generator or int or None
+        Source of the initial weights.
+    dtype : float32 or float64
+        Dtype of the parameters.
+
+    Shape
+    -----
+    Input (N, in_features); output (N, out_features). Images need a ``Flatten()`` first.
+
+    Attributes
+    ----------
+    params["weight"] : ndarray, shape (out_features, in_features)
+        He/Kaiming normal, :math:`\\mathcal{N}(0, 2 / \\text{in\\_features})`; ``Sequential.initialize``
+        redraws it (Glorot when no rectifier follows).
+    params["bias"] : ndarray, shape (out_features,)
+        Zeros. Absent when ``bias=False``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-integer or non-positive size, or input that is not (N, in_features).
+
+    Examples
+    --------
+    >>> layer = Dense(4, 3, rng=0)
+    >>> layer.forward(np.ones((2, 4), np.float32)).shape
+    (2, 3)
+    """
+
+    param_names = ("weight", "bias")
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 rng: np.random.Generator | int | None = None, dtype: Any = np.float32) -> None:
+        super().__init__()
+        self.in_features = _checks.positive_int("Dense", "in_features", in_features)
+        self.out_features = _checks.positive_int("Dense", "out_features", out_features)
+        if not isinstance(bias, (bool, np.bool_)):
+            _checks.fail("Dense", "bias", "True or False", bias, error=TypeError)
+        self.use_bias = bool(bias)
+        dt = _checks.float_dtype("Dense", dtype)
+        self.params["weight"] = np.empty((self.out_features, self.in_features), dtype=dt)
+        if self.use_bias:
+            self.params["bias"] = np.empty(self.out_features, dtype=dt)
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.reset_parameters(np.random.default_rng(rng), "relu")
+
+    def reset_parameters(self, rng: np.random.Generator, nonlinearity: str = "relu") -> None:
+        w = self.params["weight"]
+        w[...] = init_weight(w.shape, self.in_features, self.out_features, nonlinearity, rng, w.dtype)
+        if self.use_bias:
+            self.params["bias"].fill(0)
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        x = _checks.as_float_array("Dense", x)
+        _checks.input_ndim("Dense", x, 2, "(N, features)")
+        _checks.input_size("Dense", x, 1, self.in_features, "input features")
+        z, self.cache = dense_forward(x, self.params["weight"], self.params.get("bias"))
+        return z
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        cache = self._take_cache()
+        dx, dweight, dbias = dense_backward(grad, cache)
+        self.grads["weight"][...] = dweight
+        if dbias is not None:
+            self.grads["bias"][...] = dbias
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.use_bias}
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if tuple(input_shape) != (self.in_features,):
+            hint = " Put a Flatten() layer before it." if len(input_shape) > 1 else ""
+            raise ValueError(
+                f"Dense: expected per-sample input shape ({self.in_features},), "
+                f"got {tuple(input_shape)}.{hint}"
+            )
+        return (self.out_features,)

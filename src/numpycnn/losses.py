@@ -1,0 +1,139 @@
+"""Loss functions: ``loss = criterion.forward(output, target)`` then ``grad = criterion.backward()``.
+
+The math is in :mod:`numpycnn.functional.losses`; these classes check their input and hold the cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numpycnn import _checks
+from numpycnn.functional import losses as F
+
+
+class _Loss:
+    def __init__(self) -> None:
+        self.cache: Any = None
+
+    def _take_cache(self) -> Any:
+        if self.cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: backward() called before forward(). "
+                "Call forward(output, target) first."
+            )
+        return self.cache
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy from logits, averaged over the batch (``torch.nn.CrossEntropyLoss``).
+
+    Notes
+    -----
+    With :math:`\\log p = \\operatorname{log\\_softmax}(z)` computed by log-sum-exp and target rows :math:`t`
+    (one-hot for integer labels):
+
+    .. math::
+        L = -\\frac{1}{N} \\sum_n \\sum_k t_{nk} \\log p_{nk}, \\qquad
+        \\frac{\\partial L}{\\partial z_{nk}} = \\frac{1}{N}\\Big(p_{nk}\\sum_j t_{nj} - t_{nk}\\Big)
+
+    (:math:`(p - t)/N` for one-hot rows). Never NaN for finite logits, however large.
+
+    Shape
+    -----
+    ``logits`` (N, K); ``targets`` (N,) integer labels in [0, K), or (N, K) one-hot or probability rows.
+    ``backward()`` returns (N, K) in the logits' dtype.
+
+    Raises
+    ------
+    ValueError
+        For logits that are not 2D, targets of the wrong shape, or labels outside [0, K).
+    TypeError
+        For (N,) targets that are not integers.
+    RuntimeError
+        For ``backward()`` before ``forward()``.
+
+    Examples
+    --------
+    >>> loss = CrossEntropyLoss()
+    >>> round(loss.forward(np.zeros((2, 4), np.float32), np.array([0, 3])), 4)  # log 4
+    1.3863
+    >>> loss.backward().shape
+    (2, 4)
+    """
+
+    def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
+        logits = _checks.as_float_array("CrossEntropyLoss", logits)
+        targets = np.asarray(targets)
+        self._check(logits, targets)
+        loss, self.cache = F.cross_entropy_forward(logits, targets)
+        return loss
+
+    __call__ = forward
+
+    def backward(self) -> np.ndarray:
+        return F.cross_entropy_backward(self._take_cache())
+
+    @staticmethod
+    def _check(logits: np.ndarray, targets: np.ndarray) -> None:
+        owner = "CrossEntropyLoss"
+        if logits.ndim != 2:
+            hint = " Use logits[None] for a single sample." if logits.ndim == 1 else ""
+            raise ValueError(f"{owner}: expected 2D logits (N, K), got shape {tuple(logits.shape)}.{hint}")
+        n, k = logits.shape
+        if targets.ndim == 1:
+            if targets.shape[0] != n:
+                raise ValueError(f"{owner}: expected targets of shape ({n},) or ({n}, {k}) for logits "
+                                 f"of shape {(n, k)}, got shape {tuple(targets.shape)}.")
+            if targets.dtype.kind not in "iu":
+                _checks.fail(owner, "targets", "integer class labels when 1D", f"dtype {targets.dtype}",
+                             hint="Use targets.astype(np.int64).", error=TypeError)
+            if n and (targets.min() < 0 or targets.max() >= k):
+                bad = targets[(targets < 0) | (targets >= k)]
+                _checks.fail(owner, "targets", f"class labels in [0, {k}) for logits of shape {(n, k)}",
+                             int(bad[0]))
+        elif targets.shape != (n, k):
+            raise ValueError(f"{owner}: expected targets of shape ({n},) or ({n}, {k}) for logits of shape "
+                             f"{(n, k)}, got shape {tuple(targets.shape)}.")
+
+
+class MSELoss(_Loss):
+    """Mean squared error over all elements (``torch.nn.MSELoss()``).
+
+    Notes
+    -----
+    .. math::
+        L = \\frac{1}{M}\\sum_i (\\hat y_i - y_i)^2, \\qquad
+        \\frac{\\partial L}{\\partial \\hat y_i} = \\frac{2}{M}(\\hat y_i - y_i)
+
+    with :math:`M` the number of elements.
+
+    Shape
+    -----
+    ``pred`` and ``target`` of the same shape; ``backward()`` returns ``pred``'s shape and dtype.
+
+    Examples
+    --------
+    >>> MSELoss().forward(np.array([1.0, 3.0]), np.array([0.0, 1.0]))
+    2.5
+    """
+
+    def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
+        pred = _checks.as_float_array("MSELoss", pred)
+        target = np.asarray(target)
+        if target.shape != pred.shape:
+            raise ValueError(
+                f"MSELoss: expected target of the prediction's shape {tuple(pred.shape)}, "
+                f"got {tuple(target.shape)}."
+            )
+        loss, self.cache = F.mse_forward(pred, target)
+        return loss
+
+    __call__ = forward
+
+    def backward(self) -> np.ndarray:
+        return F.mse_backward(self._take_cache())
