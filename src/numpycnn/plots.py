@@ -1,0 +1,254 @@
+"""The pictures of a training run, as PNG files: curves, confusion matrix, filters, feature maps, mistakes.
+
+Each ``plot_*(..., path)`` draws on its own :class:`matplotlib.figure.Figure` rendered by the Agg
+backend (never ``pyplot``, so no window opens and no global backend is switched), writes the PNG to a
+temporary file in the same folder and renames it over ``path``, so a reader never sees half a picture.
+matplotlib is imported only when a plot is drawn. The plots contain no model math: they draw arrays
+that the library computed.
+
+Examples
+--------
+>>> plot_history({"loss": [0.9, 0.5], "accuracy": [0.7, 0.85]}, "curves.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _figure(width: float, height: float) -> Any:
+    """A new figure attached to an Agg canvas (off screen, independent of pyplot's state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` as a PNG to ``path`` atomically (a temporary file beside it, then ``os.replace``).
+
+    The figure is cleared afterwards: it is not registered with pyplot, so that frees it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fig.savefig(handle, format="png", bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        fig.clear()
+    return path
+
+
+def _grid(count: int, max_cols: int) -> tuple[int, int]:
+    cols = max(1, min(max_cols, count))
+    return math.ceil(count / cols), cols
+
+
+def _show_image(ax: Any, image: np.ndarray, **kwargs: Any) -> None:
+    """Draw one ``(C, H, W)`` image: grey for one channel, RGB for three."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", **kwargs)
+    elif image.ndim == 3 and image.shape[0] == 3:
+        ax.imshow(np.moveaxis(image, 0, -1), **kwargs)  # (3, H, W) -> (H, W, 3)
+    else:
+        ax.imshow(image, cmap="gray", **kwargs)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike[str]) -> Path:
+    """Loss and accuracy per epoch, training and (when present) validation, side by side.
+
+    Parameters
+    ----------
+    history : mapping
+        ``History.history``: lists ``loss``, ``accuracy`` and optionally ``val_loss``, ``val_accuracy``.
+    """
+    if not history.get("loss"):
+        raise ValueError(
+            f"plot_history: `history` must hold a non-empty 'loss' list. Got keys {sorted(history)}."
+        )
+    fig = _figure(10, 4)
+    for ax, key, title in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("Loss", "Accuracy"), strict=True):
+        for prefix, label, style in (("", "train", "o-"), ("val_", "validation", "s--")):
+            values = history.get(prefix + key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return save_figure(fig, path)
+
+
+def confusion_matrix(true: Sequence[int], predicted: Sequence[int], num_classes: int) -> np.ndarray:
+    """Counts ``matrix[t, p]`` of samples of true class ``t`` predicted as ``p``; ``int64`` (K, K)."""
+    true, predicted = np.asarray(true, np.int64), np.asarray(predicted, np.int64)
+    if true.shape != predicted.shape:
+        raise ValueError(f"confusion_matrix: `true` and `predicted` must have the same shape. "
+                         f"Got {true.shape} and {predicted.shape}.")
+    counts = np.bincount(true * num_classes + predicted, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)  # (K * K,) -> (K, K)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike[str],
+                          title: str = "Confusion matrix") -> Path:
+    """Counts of true class (rows) against predicted class (columns), each cell labelled with its count.
+
+    Parameters
+    ----------
+    matrix : ndarray, shape (K, K)
+        ``matrix[t, p]`` = number of test images of class ``t`` predicted as ``p``.
+    class_names : sequence of K str
+    """
+    matrix = np.asarray(matrix)
+    k = len(class_names)
+    if matrix.shape != (k, k):
+        raise ValueError(f"plot_confusion_matrix: `matrix` must have shape ({k}, {k}). Got {matrix.shape}.")
+    fig = _figure(1.0 + 0.6 * k, 0.6 + 0.6 * k)
+    ax = fig.subplots()
+    im = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for t in range(k):
+        for p in range(k):
+            ax.text(p, t, f"{int(matrix[t, p])}", ha="center", va="center", fontsize=7,
+                    color="white" if matrix[t, p] > threshold else "black")
+    ax.set_xticks(range(k), [str(c) for c in class_names], rotation=45, ha="right")
+    ax.set_yticks(range(k), [str(c) for c in class_names])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_filters(weight: np.ndarray, path: str | os.PathLike[str],
+                 title: str = "First-layer filters") -> Path:
+    """A grid of convolution filters, each scaled to its own range for display.
+
+    Parameters
+    ----------
+    weight : ndarray, shape (out_channels, in_channels, kh, kw)
+        With three input channels each filter is drawn in colour, otherwise each input channel in grey.
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    if weight.ndim != 4:
+        raise ValueError(f"plot_filters: `weight` must have shape (out, in, kh, kw). Got {weight.shape}.")
+    colour = weight.shape[1] == 3
+    tiles = list(weight) if colour else [w for filt in weight for w in filt[:, None]]  # each (C, kh, kw)
+    rows, cols = _grid(len(tiles), 8)
+    fig = _figure(1.2 * cols, 1.2 * rows + 0.4)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for i, (ax, tile) in enumerate(zip(axes, tiles, strict=False)):
+        low, high = tile.min(), tile.max()
+        _show_image(ax, (tile - low) / (high - low) if high > low else np.zeros_like(tile), vmin=0, vmax=1)
+        ax.set_title(str(i), fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_feature_maps(image: np.ndarray, maps: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike[str],
+                      max_channels: int = 16) -> Path:
+    """One input image, then a row of channels for each block's output.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, H, W)
+    maps : sequence of (name, ndarray of shape (channels, h, w))
+        The activations of ``image`` after each convolution block, e.g. from :func:`feature_maps`.
+    """
+    if not maps:
+        raise ValueError("plot_feature_maps: `maps` must hold at least one block's output. Got none.")
+    cols = min(max_channels, max(m.shape[0] for _, m in maps))
+    rows = len(maps) + 1
+    fig = _figure(1.1 * max(cols, 2), 1.3 * rows)
+    axes = np.asarray(fig.subplots(rows, max(cols, 2), squeeze=False))
+    for ax in axes.ravel():
+        ax.axis("off")
+    _show_image(axes[0, 0], image)
+    axes[0, 0].set_title("input", fontsize=8)
+    for r, (name, block) in enumerate(maps, start=1):
+        for c in range(min(cols, block.shape[0])):
+            axes[r, c].imshow(block[c], cmap="viridis")
+        axes[r, 0].set_title(name, fontsize=8, loc="left")
+    return save_figure(fig, path)
+
+
+def feature_maps(model: Any, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The activations of one image after each convolution block of a ``Sequential`` model, in inference mode.
+
+    A block starts at a ``Conv2D`` and ends before the next ``Conv2D`` or at the first layer whose output is
+    not an image (``Flatten``); its output is what the next block sees.
+
+    Parameters
+    ----------
+    model : Sequential
+    image : ndarray, shape (C, H, W)
+        Already normalised as the model expects.
+
+    Returns
+    -------
+    list of (name, ndarray of shape (channels, h, w)), one per block, named like ``"block 1 (MaxPool2D)"``.
+    """
+    x = np.asarray(image)[None]  # (1, C, H, W)
+    maps: list[tuple[str, np.ndarray]] = []
+    in_block, previous = False, ""
+    for layer in model.layers:
+        if layer.name == "Conv2D" and in_block:
+            maps.append((f"block {len(maps) + 1} ({previous})", x[0]))
+        y = layer.forward(x, training=False)
+        if layer.name == "Conv2D":
+            in_block = True
+        if in_block and y.ndim != 4:
+            maps.append((f"block {len(maps) + 1} ({previous})", x[0]))
+            in_block = False
+        x, previous = y, layer.name
+    if in_block:
+        maps.append((f"block {len(maps) + 1} ({previous})", x[0]))
+    return maps
+
+
+def plot_misclassified(images: np.ndarray, true: Sequence[int], predicted: Sequence[int],
+                       class_names: Sequence[str], path: str | os.PathLike[str],
+                       max_images: int = 36) -> Path:
+    """A grid of misclassified images, each titled ``predicted (true)``; says so when there are none.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, C, H, W)
+        The misclassified images (raw ``uint8`` or floats in [0, 1]).
+    true, predicted : sequences of N class indices
+    """
+    images = np.asarray(images)
+    count = min(len(images), max_images)
+    rows, cols = _grid(max(count, 1), 6)
+    fig = _figure(1.6 * cols, 1.8 * rows + 0.4)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    if count == 0:
+        axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    for ax, image, t, p in zip(axes, images[:count], true, predicted, strict=False):
+        _show_image(ax, image)
+        ax.set_title(f"{class_names[int(p)]} ({class_names[int(t)]})", fontsize=8, color="crimson")
+    fig.suptitle(f"Misclassified: predicted (true); {count} of {len(images)} shown")
+    return save_figure(fig, path)
