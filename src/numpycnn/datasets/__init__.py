@@ -1,0 +1,25 @@
+"""Data sets: MNIST built in, Fashion-MNIST and CIFAR-10 fetched on first use; a parser refusing bad files.
+
+>>> from numpycnn import datasets
+>>> images, labels = datasets.load("mnist", "test")      # uint8 (10000, 1, 28, 28), int64 (10000,)
+>>> x = datasets.to_float(images)                        # float32 in [0, 1]
+>>> y = datasets.one_hot(labels, 10)                     # float32 (10000, 10)
+
+MNIST (Y. LeCun, C. Cortes, C. J. C. Burges; CC BY-SA 3.0) ships inside the package. See :mod:`.registry`
+for the sources, licences and checksums of all three data sets, and :mod:`.cache` for where files are looked
+for and kept.
+"""
+
+from __future__ import annotations
+
+from numpycnn.datasets.cache import cache_dir
+from numpycnn.datasets.cifar10 import read_cifar10
+from numpycnn.datasets.idx import read_idx, write_idx
+from numpycnn.datasets.loading import fetch, load, locate, verify_file
+from numpycnn.datasets.registry import DATASETS, SPLITS, class_names
+from numpycnn.datasets.transforms import channel_stats, one_hot, standardize, to_float
+
+__all__ = [
+    "DATASETS", "SPLITS", "cache_dir", "channel_stats", "class_names", "fetch", "load", "locate", "one_hot",
+    "read_cifar10", "read_idx", "standardize", "to_float", "verify_file", "write_idx",
+]
