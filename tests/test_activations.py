@@ -95,7 +95,8 @@ def test_softmax_backward_is_full_jacobian():
     for n in range(3):  # J_ij = y_i (delta_ij - y_j), dx = J^T dy
         jac = np.diag(y[n]) - np.outer(y[n], y[n])
         np.testing.assert_allclose(dx[n], jac.T @ dy[n], atol=1e-12)
-    np.testing.assert_allclose(layer.backward(np.ones_like(x)), 0, atol=1e-12)  # why R, not ones, in gradcheck
+    ones = np.ones_like(x)
+    np.testing.assert_allclose(layer.backward(ones), 0, atol=1e-12)  # why R, not ones, in gradcheck
     np.testing.assert_allclose(y.sum(axis=1), 1)
 
 
@@ -131,12 +132,13 @@ def test_backward_before_forward(name):
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"LeakyReLU: `negative_slope` must be in \[0\.0, inf\]\. Got -0\.1\."):
+    with pytest.raises(ValueError, match=r"LeakyReLU: `negative_slope` must be in \[0\.0, inf\]\. "
+                                         r"Got -0\.1\."):
         LeakyReLU(-0.1)
     with pytest.raises(TypeError, match=r"LeakyReLU: `negative_slope` must be a real number\. Got 'a'\."):
         LeakyReLU("a")
-    with pytest.raises(ValueError, match=r"Softmax: expected input with at least 2 dimensions \(N, K\), got shape "
-                                         r"\(5,\)\. Use x\[None\]"):
+    with pytest.raises(ValueError, match=r"Softmax: expected input with at least 2 dimensions \(N, K\), "
+                                         r"got shape \(5,\)\. Use x\[None\]"):
         Softmax().forward(np.zeros(5))
     with pytest.raises(TypeError, match=r"ReLU: input must be a real-valued array\. Got dtype"):
         ReLU().forward(np.array([["a"]]))

@@ -98,7 +98,8 @@ def test_errors():
     with pytest.raises(ValueError, match=r"expected 2D input \(N, features\), got shape \(2, 3, 2, 2\)\. "
                                          r"Put a Flatten\(\) layer before it"):
         layer.forward(np.zeros((2, 3, 2, 2)))
-    with pytest.raises(ValueError, match=r"Dense: expected 12 input features \(axis 1\), got input of shape \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"Dense: expected 12 input features \(axis 1\), "
+                                         r"got input of shape \(2, 5\)"):
         layer.forward(np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"got shape \(12,\)\. Use x\[None\] for a single sample"):
         layer.forward(np.zeros(12))

@@ -30,7 +30,8 @@ def test_scaling_and_expectation(p):
     assert abs(y.mean() - 3.0) < 0.05 * 3.0 / np.sqrt(1 - p)  # E[y] = x
 
 
-@pytest.mark.parametrize("layer, training", [(Dropout(0.5), False), (Dropout(0.0), True), (Dropout(0.0), False)])
+@pytest.mark.parametrize("layer, training",
+                         [(Dropout(0.5), False), (Dropout(0.0), True), (Dropout(0.0), False)])
 def test_identity(layer, training):
     x = np.random.default_rng(0).standard_normal((3, 4))
     np.testing.assert_array_equal(layer.forward(x, training=training), x)

@@ -121,10 +121,11 @@ def test_cross_entropy_errors():
         loss.forward(z, np.array([1, 2, 3]))
     with pytest.raises(ValueError, match=r"got shape \(4, 9\)"):
         loss.forward(z, np.zeros((4, 9)))
-    with pytest.raises(ValueError, match=r"expected 2D logits \(N, K\), got shape \(10,\)\. Use logits\[None\]"):
+    with pytest.raises(ValueError, match=r"expected 2D logits \(N, K\), got shape \(10,\)\. "
+                                         r"Use logits\[None\]"):
         loss.forward(np.zeros(10), np.array([1]))
-    with pytest.raises(TypeError, match=r"`targets` must be integer class labels when 1D\. Got 'dtype float64'\. "
-                                        r"Use targets\.astype\(np\.int64\)"):
+    with pytest.raises(TypeError, match=r"`targets` must be integer class labels when 1D\. "
+                                        r"Got 'dtype float64'\. Use targets\.astype\(np\.int64\)"):
         loss.forward(z, np.array([1.0, 2.0, 3.0, 0.0]))
     with pytest.raises(RuntimeError, match=r"CrossEntropyLoss: backward\(\) called before forward\(\)"):
         CrossEntropyLoss().backward()
@@ -153,7 +154,8 @@ def test_mse_gradcheck_and_errors():
     loss = MSELoss()
     loss.forward(pred, target)
     np.testing.assert_allclose(loss.backward(), numeric_grad(MSELoss(), pred.copy(), target), rtol=1e-7)
-    with pytest.raises(ValueError, match=r"MSELoss: expected target of the prediction's shape \(3, 2\), got \(3,\)"):
+    with pytest.raises(ValueError, match=r"MSELoss: expected target of the prediction's shape \(3, 2\), "
+                                         r"got \(3,\)"):
         loss.forward(pred, target[:, 0])
     with pytest.raises(RuntimeError, match=r"MSELoss: backward\(\) called before forward\(\)"):
         MSELoss().backward()

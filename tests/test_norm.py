@@ -53,7 +53,7 @@ def torch_bn(torch, cls, layer):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("momentum", [0.1, 0.7, None])
 def test_matches_torch_over_steps(cls, shape, dtype, momentum):
-    """Several training steps (outputs, all gradients, running statistics), then eval mode (outputs, gradients)."""
+    """Several training steps (outputs, all gradients, running statistics), then eval mode."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
     layer = randomise(cls(shape[1], eps=1e-3, momentum=momentum, dtype=dtype), rng)
@@ -138,12 +138,14 @@ def test_errors():
     with pytest.raises(ValueError, match=r"BatchNorm2D: expected 3 channels \(axis 1\), got input of shape "
                                          r"\(2, 4, 5, 5\)"):
         BatchNorm2D(3).forward(np.zeros((2, 4, 5, 5)))
-    with pytest.raises(ValueError, match=r"BatchNorm2D: expected 4D input \(N, C, H, W\), got shape \(3, 5, 5\)"):
+    with pytest.raises(ValueError, match=r"BatchNorm2D: expected 4D input \(N, C, H, W\), "
+                                         r"got shape \(3, 5, 5\)"):
         BatchNorm2D(3).forward(np.zeros((3, 5, 5)))
-    with pytest.raises(ValueError, match=r"BatchNorm1D: expected 2D input \(N, C\), got shape \(2, 3, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"BatchNorm1D: expected 2D input \(N, C\), "
+                                         r"got shape \(2, 3, 4, 4\)"):
         BatchNorm1D(3).forward(np.zeros((2, 3, 4, 4)))
-    with pytest.raises(ValueError, match=r"BatchNorm1D: expected more than 1 value per channel in training, got "
-                                         r"input of shape \(1, 3\)"):
+    with pytest.raises(ValueError, match=r"BatchNorm1D: expected more than 1 value per channel in training, "
+                                         r"got input of shape \(1, 3\)"):
         BatchNorm1D(3).forward(np.zeros((1, 3)))
     assert BatchNorm1D(3).forward(np.zeros((1, 3)), training=False).shape == (1, 3)
     with pytest.raises(ValueError, match=r"BatchNorm2D: `momentum` must be in \[0\.0, 1\.0\]\. Got 1\.5\."):

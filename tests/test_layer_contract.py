@@ -1,0 +1,201 @@
+"""One contract suite run over every registered layer (the scikit-learn ``check_estimator`` idea).
+
+Each layer class in ``LAYER_REGISTRY`` needs a case below: a small valid constructor config and an input
+shape.
+A new layer without a case fails ``test_every_registered_layer_has_a_case``.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import numpycnn.layers  # noqa: F401  (fills the registry)
+from numpycnn.gradcheck import gradcheck
+from numpycnn.layers import LAYER_REGISTRY
+
+#: name -> (constructor kwargs, input shape with batch axis); non-default values where possible, so a config
+#: that forgets an argument rebuilds a different layer
+CASES = {
+    "Conv2D": ({"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 1, "padding": 1},
+               (2, 2, 5, 6)),
+    "MaxPool2D": ({"kernel_size": 2, "stride": 1}, (2, 3, 4, 6)),
+    "AvgPool2D": ({"kernel_size": 3, "stride": 1}, (2, 3, 4, 6)),
+    "GlobalAvgPool2D": ({}, (2, 3, 4, 5)),
+    "Flatten": ({}, (2, 3, 4)),
+    "Dense": ({"in_features": 5, "out_features": 3}, (3, 5)),
+    "ReLU": ({}, (3, 4)),
+    "LeakyReLU": ({"negative_slope": 0.1}, (2, 3, 2, 2)),
+    "Sigmoid": ({}, (3, 4)),
+    "Tanh": ({}, (3, 4)),
+    "Softmax": ({}, (3, 4)),
+    "Dropout": ({"p": 0.3}, (3, 4)),
+    "BatchNorm2D": ({"num_features": 3, "eps": 1e-3, "momentum": 0.3}, (2, 3, 4, 4)),
+    "BatchNorm1D": ({"num_features": 4, "eps": 1e-2, "momentum": 0.05}, (3, 4)),
+}
+
+
+def make(name, seed=0):
+    """The layer (params drawn from ``seed``), an input and an upstream gradient, all float32."""
+    if name not in LAYER_REGISTRY:
+        pytest.skip(f"{name} is not in LAYER_REGISTRY (not implemented yet)")
+    kwargs, shape = CASES[name]
+    layer = LAYER_REGISTRY[name](**kwargs)
+    if layer.params:
+        layer.reset_parameters(np.random.default_rng(seed), "relu")
+    if hasattr(layer, "rng"):
+        layer.rng = np.random.default_rng(seed)
+    # continuous values: no pooling ties, no ReLU zeros; a seed unlike gradcheck's projection seed
+    x = np.random.default_rng(seed + 1000).standard_normal(shape).astype(np.float32)
+    return layer, x
+
+
+def upstream(layer, y, seed=1):
+    return np.random.default_rng(seed + 2000).standard_normal(y.shape).astype(y.dtype)
+
+
+def cache_nbytes(obj):
+    """Bytes of every array reachable from a cache (tuples, lists, dicts)."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (tuple, list)):
+        return sum(cache_nbytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(cache_nbytes(o) for o in obj.values())
+    return 0
+
+
+NAMES = sorted(CASES)
+
+
+def test_every_registered_layer_has_a_case():
+    ours = {name for name, cls in LAYER_REGISTRY.items() if cls.__module__.startswith("numpycnn.")}
+    missing = sorted(ours - set(CASES))
+    assert not missing, f"add a contract case to CASES in {__file__} for: {missing}"
+
+
+def test_every_case_names_a_registered_layer():
+    """The layers the project promises (issue 2) exist; a case for a removed or renamed layer fails here."""
+    unknown = sorted(set(CASES) - set(LAYER_REGISTRY))
+    assert not unknown, f"no registered layer for contract cases {unknown}; is its module imported?"
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("training", [True, False])
+def test_forward_shape_backward_shapes_and_dtypes(name, training):
+    layer, x = make(name)
+    y = layer.forward(x, training=training)
+    assert y.shape == (x.shape[0], *layer.output_shape(x.shape[1:]))
+    assert y.dtype == np.float32
+    dx = layer.backward(upstream(layer, y))
+    assert dx.shape == x.shape and dx.dtype == np.float32
+    assert set(layer.grads) == set(layer.params) == set(layer.param_names)
+    for key, value in layer.params.items():
+        assert value.dtype == np.float32
+        assert layer.grads[key].shape == value.shape and layer.grads[key].dtype == value.dtype
+        assert np.all(np.isfinite(layer.grads[key]))
+    assert set(layer.buffers) == set(layer.buffer_names)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_in_float64_out_and_gradcheck(name):
+    layer, x = make(name)
+    layer.astype(np.float64)
+    x = x.astype(np.float64)
+    y = layer.forward(x)
+    dx = layer.backward(upstream(layer, y))
+    assert y.dtype == np.float64 and dx.dtype == np.float64
+    assert all(layer.grads[k].dtype == np.float64 for k in layer.params)
+    assert gradcheck(layer, x) < 1e-6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cache_is_overwritten_not_appended(name):
+    layer, x = make(name)
+    layer.forward(x)
+    size_once = cache_nbytes(layer.cache)
+    x2 = np.random.default_rng(5).standard_normal((2 * x.shape[0], *x.shape[1:])).astype(np.float32)
+    for _ in range(3):
+        layer.forward(x2)
+    layer.forward(x)
+    assert cache_nbytes(layer.cache) == size_once
+    # the backward pass uses the latest forward pass only
+    fresh, _ = make(name)
+    for lay in (layer, fresh):
+        if hasattr(lay, "rng"):
+            lay.rng = np.random.default_rng(9)
+    y = layer.forward(x2)
+    dy = upstream(layer, y)
+    np.testing.assert_array_equal(y, fresh.forward(x2))
+    np.testing.assert_array_equal(layer.backward(dy), fresh.backward(dy))
+    for key in layer.grads:
+        np.testing.assert_array_equal(layer.grads[key], fresh.grads[key])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_before_forward_raises(name):
+    layer, x = make(name)
+    with pytest.raises(RuntimeError, match=rf"{name}: backward\(\) called before forward\(\)"):
+        layer.backward(np.zeros(x.shape, np.float32))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_rebuilds_the_layer(name):
+    layer, x = make(name)
+    config = json.loads(json.dumps(layer.get_config()))  # as a model file stores it
+    clone = type(layer)(**config)
+    assert json.loads(json.dumps(clone.get_config())) == config
+    assert {k: v.shape for k, v in clone.params.items()} == {k: v.shape for k, v in layer.params.items()}
+    assert clone.output_shape(x.shape[1:]) == layer.output_shape(x.shape[1:])
+    assert repr(clone) == repr(layer)
+    for key in layer.params:  # same weights -> same function: the config holds every hyperparameter
+        clone.params[key][...] = layer.params[key]
+    for training in (False, True):
+        for lay in (layer, clone):
+            if hasattr(lay, "rng"):
+                lay.rng = np.random.default_rng(4)
+        y_clone = clone.forward(x, training=training)
+        np.testing.assert_array_equal(y_clone, layer.forward(x, training=training))
+    for key in layer.buffers:
+        np.testing.assert_array_equal(clone.buffers[key], layer.buffers[key])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_params_and_grads_are_the_layers_own_arrays(name):
+    layer, x = make(name)
+    params = dict(layer.params)
+    grads = dict(layer.grads)
+    y0 = layer.forward(x, training=False)
+    layer.backward(upstream(layer, y0))
+    for key in params:  # filled in place, not replaced
+        assert layer.params[key] is params[key] and layer.grads[key] is grads[key]
+    for key in layer.params:
+        before = layer.forward(x, training=False)
+        layer.params[key][...] += 0.5
+        assert not np.allclose(layer.forward(x, training=False), before), f"params[{key!r}] is not used"
+    if layer.params:
+        layer.reset_parameters(np.random.default_rng(3), "linear")
+        assert all(layer.params[k] is params[k] for k in params)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inputs_not_mutated(name):
+    layer, x = make(name)
+    x0 = x.copy()
+    y = layer.forward(x)
+    dy = upstream(layer, y)
+    dy0 = dy.copy()
+    layer.backward(dy)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(dy, dy0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batch_of_one_and_integer_input(name):
+    layer, x = make(name)
+    x1 = x[:1]
+    training = name != "BatchNorm1D"  # one value per feature cannot be normalised in training
+    y = layer.forward(x1, training=training)
+    assert y.shape == (1, *layer.output_shape(x.shape[1:]))
+    assert layer.backward(upstream(layer, y)).shape == x1.shape
+    assert layer.forward((x * 3).astype(np.int64), training=False).dtype == np.float32
