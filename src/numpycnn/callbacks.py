@@ -1,0 +1,343 @@
+"""Callbacks: code run by ``fit`` at the start and end of training, of each epoch and after each batch.
+
+Each callback sees the running ``fit`` as ``self.trainer`` (:class:`numpycnn.training.Trainer`: ``model``,
+``optimizer``, ``history``, ``epoch``, ``base_lr``, the generators, and the ``stop_training`` flag).
+
+``TrainingCheckpoint`` and ``fit(..., resume_from=path)`` make training resumable bit for bit: the checkpoint
+holds the weights and buffers, the optimiser state, the shuffle and augmentation generators, every layer's
+generator (dropout), the history, the epoch and the state of the other callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from numpycnn._checks import fail, positive_int, real_in_range
+from numpycnn.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from numpycnn.training import Trainer
+
+#: The bit generators a checkpoint may name; a file can never make us build anything else.
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+_STATE_FORMAT, _STATE_VERSION = "numpycnn.training_state", 1
+
+
+class Callback:
+    """Base class: override any of the hooks. ``logs`` holds the epoch's (or batch's) metrics.
+
+    Epoch logs: ``loss``, ``accuracy``, ``val_loss`` and ``val_accuracy`` (with validation data), ``lr``,
+    ``seconds``. Batch logs: ``loss``, ``accuracy`` and ``size`` of the batch.
+    """
+
+    #: Callbacks with ``runs_last = True`` run after all others (a checkpoint must see their updated state).
+    runs_last = False
+    trainer: Trainer | None = None
+
+    def set_trainer(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        """Called once before the first epoch (and after a resumed run's state is restored)."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Called before each epoch; ``epoch`` is 0-based."""
+
+    def on_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        """Called after each training step."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Called after each epoch, once its metrics (validation ones too) are in ``logs`` and the history."""
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        """Called once after the last epoch; not called when training fails."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state saved by ``TrainingCheckpoint`` (default: none)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def callback_keys(callbacks: Sequence[Callback]) -> list[str]:
+    """Stable names of the callbacks, ``"0:EarlyStopping"``, used to match saved callback states."""
+    return [f"{i}:{type(c).__name__}" for i, c in enumerate(callbacks)]
+
+
+class _Monitor(Callback):
+    """Shared logic for callbacks that track the best value of one metric."""
+
+    def __init__(self, owner: str, monitor: str, mode: str, min_delta: float = 0.0) -> None:
+        if mode not in ("auto", "min", "max"):
+            fail(owner, "mode", "'auto', 'min' or 'max'", mode)
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.owner, self.monitor, self.mode = owner, monitor, mode
+        self.min_delta = real_in_range(owner, "min_delta", min_delta, 0.0, math.inf)
+        self.best = math.inf if mode == "min" else -math.inf
+
+    def _check_monitor(self) -> None:
+        if self.monitor.startswith("val_") and self.trainer is not None and not self.trainer.has_validation:
+            fail(self.owner, "monitor", "a metric fit computes", self.monitor,
+                 hint="Pass validation_data or validation_split to fit, or monitor 'loss'.")
+
+    def _value(self, logs: dict[str, float] | None) -> float:
+        logs = logs or {}
+        if self.monitor not in logs:
+            fail(self.owner, "monitor", f"one of the epoch logs {sorted(logs)}", self.monitor)
+        return float(logs[self.monitor])
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def _best_state(self) -> float | None:
+        return None if math.isinf(self.best) else self.best  # JSON has no infinity
+
+    def _load_best(self, best: float | None) -> None:
+        self.best = (math.inf if self.mode == "min" else -math.inf) if best is None else float(best)
+
+
+class EarlyStopping(_Monitor):
+    """Stop training when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    Parameters
+    ----------
+    monitor : str
+        An epoch log, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+    patience : int
+        Epochs without improvement tolerated before stopping.
+    min_delta : float
+        The smallest change that counts as an improvement.
+    restore_best_weights : bool
+        At the end of training, put back the weights (and buffers) of the best epoch. After a resumed run the
+        weights of a best epoch from before the interruption are not in the checkpoint and are not restored.
+    mode : {"auto", "min", "max"}
+        ``"auto"`` maximises metrics whose name contains ``"acc"`` and minimises others.
+
+    Attributes
+    ----------
+    best, best_epoch, wait, stopped_epoch
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 3, min_delta: float = 0.0,
+                 restore_best_weights: bool = True, mode: str = "auto", verbose: int = 0) -> None:
+        super().__init__("EarlyStopping", monitor, mode, min_delta)
+        self.patience = positive_int("EarlyStopping", "patience", patience, minimum=0)
+        self.restore_best_weights, self.verbose = bool(restore_best_weights), verbose
+        self.wait, self.best_epoch, self.stopped_epoch = 0, None, None
+        self.best_weights: dict[str, np.ndarray] | None = None
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        self._check_monitor()
+        self._load_best(None)
+        self.wait, self.best_epoch, self.stopped_epoch, self.best_weights = 0, None, None, None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        value = self._value(logs)
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = {k: v.copy() for k, v in self.trainer.model.state_dict().items()}
+            return
+        self.wait += 1
+        if self.wait >= max(self.patience, 1):
+            self.stopped_epoch = epoch
+            self.trainer.stop_training = True
+            if self.verbose:
+                print(f"EarlyStopping: {self.monitor} has not improved for {self.wait} epochs; "
+                      f"stopping after epoch {epoch + 1} (best {self.best:.4f} in {self.best_epoch + 1}).")
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        last = self.trainer.history.epoch[-1] if self.trainer.history.epoch else None
+        if self.best_weights is not None and self.best_epoch != last:
+            self.trainer.model.load_state_dict(self.best_weights)
+            if self.verbose:
+                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1}.")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self._best_state(), "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._load_best(state["best"])
+        self.best_epoch, self.wait = state["best_epoch"], int(state["wait"])
+
+
+class ModelCheckpoint(_Monitor):
+    """Save the model with :func:`numpycnn.io.save_model` after each epoch, or when ``monitor`` improves.
+
+    Parameters
+    ----------
+    path : str or Path
+        File name; may hold ``{epoch}`` (1-based) and log names, e.g. ``"model-{epoch:02d}.safetensors"``.
+    save_best_only : bool
+        Save only when ``monitor`` improves on the best value so far.
+    monitor, mode : see :class:`EarlyStopping`
+    """
+
+    def __init__(self, path: str | os.PathLike, save_best_only: bool = False, monitor: str = "val_loss",
+                 mode: str = "auto", verbose: int = 0) -> None:
+        super().__init__("ModelCheckpoint", monitor, mode)
+        self.path, self.save_best_only, self.verbose = str(path), bool(save_best_only), verbose
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        if self.save_best_only:
+            self._check_monitor()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if self.save_best_only:
+            value = self._value(logs)
+            if not self._improved(value):
+                return
+            self.best = value
+        from numpycnn.io import save_model
+
+        path = Path(self.path.format(epoch=epoch + 1, **(logs or {})))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_model(self.trainer.model, path)
+        if self.verbose:
+            print(f"ModelCheckpoint: saved {path}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self._best_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._load_best(state["best"])
+
+
+class LearningRateScheduler(Callback):
+    """Set ``optimizer.lr`` at the start of each epoch from a schedule.
+
+    Parameters
+    ----------
+    schedule : object with ``lr_at(epoch, base_lr)`` (``numpycnn.schedules``), or a callable of the same
+        ``base_lr`` is the optimiser's learning rate when training began (``trainer.base_lr``).
+    """
+
+    def __init__(self, schedule: Any, verbose: int = 0) -> None:
+        self.lr_at: Callable[[int, float], float]
+        if callable(getattr(schedule, "lr_at", None)):
+            self.lr_at = schedule.lr_at
+        elif callable(schedule):
+            self.lr_at = schedule
+        else:
+            fail("LearningRateScheduler", "schedule", "an object with lr_at(epoch, base_lr) or a callable",
+                 schedule, error=TypeError)
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        lr = float(self.lr_at(epoch, self.trainer.base_lr))
+        if not (math.isfinite(lr) and lr >= 0):
+            fail("LearningRateScheduler", "schedule", "a finite learning rate >= 0", lr,
+                 hint=f"It returned this for epoch {epoch}.")
+        self.trainer.optimizer.lr = lr
+        if self.verbose:
+            print(f"LearningRateScheduler: epoch {epoch + 1}, lr = {lr:.4g}")
+
+
+class TrainingCheckpoint(Callback):
+    """Save everything needed to resume training, atomically, after each epoch.
+
+    Resume with ``fit(..., resume_from=path)`` on a freshly built model and optimiser of the same kind: the
+    remaining epochs then produce, bit for bit, the weights of a run that was never interrupted.
+
+    Parameters
+    ----------
+    path : str or Path
+        The checkpoint file (safetensors layout, written by :func:`numpycnn.io.save_checkpoint`).
+    """
+
+    runs_last = True
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        from numpycnn.io import save_checkpoint
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        trainer = self.trainer
+        save_checkpoint(self.path, trainer.model, trainer.optimizer, training_state(trainer))
+
+
+# -- training state ------------------------------------------------------------------------------------------
+def generator_state(rng: np.random.Generator) -> str:
+    """The bit generator's state as a JSON string (so its 128-bit integers survive any JSON reader)."""
+    return json.dumps(rng.bit_generator.state)
+
+
+def generator_from_state(text: str) -> np.random.Generator:
+    """A new ``Generator`` in the state :func:`generator_state` recorded; builds known bit generators only."""
+    try:
+        state = json.loads(text)
+        name = state["bit_generator"]
+    except (TypeError, ValueError, KeyError):
+        raise ModelFileError(f"checkpoint: a random-generator state is malformed: {text!r:.80}") from None
+    if name not in _BIT_GENERATORS:
+        raise ModelFileError(f"checkpoint: unknown bit generator {name!r}; expected one of "
+                             f"{_BIT_GENERATORS}.")
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as err:
+        raise ModelFileError(f"checkpoint: cannot restore the {name} state: {err}") from None
+    return np.random.Generator(bit_generator)
+
+
+def training_state(trainer: Trainer) -> dict[str, Any]:
+    """The JSON-serialisable state of a running ``fit``, stored in a checkpoint's metadata."""
+    layers = trainer.model.layers
+    return {
+        "format": _STATE_FORMAT,
+        "version": _STATE_VERSION,
+        "epoch": trainer.epoch,
+        "epochs": trainer.epochs,
+        "base_lr": trainer.base_lr,
+        "stop_training": bool(trainer.stop_training),
+        "history": trainer.history.to_dict(),
+        "rng": {"shuffle": generator_state(trainer.rng), "augment": generator_state(trainer.augment_rng)},
+        "layer_rng": {str(i): generator_state(layer.rng) for i, layer in enumerate(layers)
+                      if isinstance(getattr(layer, "rng", None), np.random.Generator)},
+        "callbacks": {key: cb.state_dict()
+                      for key, cb in zip(callback_keys(trainer.callbacks), trainer.callbacks, strict=True)},
+    }
+
+
+def restore_training_state(trainer: Trainer, path: str | os.PathLike) -> tuple[int, dict[str, Any]]:
+    """Load a ``TrainingCheckpoint`` into ``trainer``; return the epoch to start from and callback states."""
+    from numpycnn.io import load_checkpoint
+    from numpycnn.training import History
+
+    if not Path(path).is_file():
+        fail("fit", "resume_from", "an existing checkpoint file", str(path), error=FileNotFoundError,
+             hint="Train with callbacks=[TrainingCheckpoint(path)] to write one.")
+    state = load_checkpoint(path, trainer.model, trainer.optimizer)
+    if not isinstance(state, dict) or (state.get("format"), state.get("version")) != (_STATE_FORMAT,
+                                                                                      _STATE_VERSION):
+        raise ModelFileError(f"checkpoint {str(path)!r}: not a numpycnn training state of version "
+                             f"{_STATE_VERSION}.")
+    try:
+        trainer.rng = generator_from_state(state["rng"]["shuffle"])
+        trainer.augment_rng = generator_from_state(state["rng"]["augment"])
+        for index, text in state["layer_rng"].items():
+            layer = trainer.model.layers[int(index)]
+            if not hasattr(layer, "rng"):
+                raise ModelFileError(f"checkpoint: layer {index} ({layer.name}) has no random generator.")
+            layer.rng = generator_from_state(text)
+        trainer.history = History.from_dict(state["history"])
+        trainer.base_lr = float(state["base_lr"])
+        start = trainer.epochs if state["stop_training"] else int(state["epoch"]) + 1
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise ModelFileError(f"checkpoint {str(path)!r}: malformed training state ({err!r}).") from None
+    return start, state.get("callbacks", {})

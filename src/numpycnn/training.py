@@ -1,0 +1,505 @@
+"""The training loop: ``fit``, ``evaluate`` and ``predict`` for a :class:`~numpycnn.model.Sequential`.
+
+One training step on a batch :math:`(x_B, y_B)` of :math:`B` images is
+
+.. math::
+
+    z = f_\\theta(x_B), \\qquad L = \\frac{1}{B} \\sum_{i \\in B} \\ell(z_i, y_i), \\qquad
+    g = \\frac{\\partial L}{\\partial \\theta} \\ \\text{(model.backward)}, \\qquad
+    \\theta \\leftarrow \\text{optimizer.step}(\\theta, g)
+
+Data conventions: ``uint8`` images are raw pixels; each batch is gathered into a reused floating-point buffer,
+scaled to :math:`[0, 1]` (:math:`x \\cdot (1/255)`, as ``datasets.to_float``), augmented (if asked) and
+standardised per channel with ``model.normalization`` (:math:`(x - \\mu_c) / \\sigma_c`, as
+``datasets.standardize``). Floating-point inputs are taken as ready model inputs and passed through as they
+are. The data set is never converted whole: MNIST stays 47 MB of ``uint8`` in memory.
+
+Randomness: ``rng`` (a seed or a ``numpy.random.Generator``) gives two independent child generators, one for
+the shuffle order and one for augmentation, so turning augmentation on does not change the order of batches.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from numpycnn._checks import fail, positive_int, real_in_range
+from numpycnn.callbacks import Callback, callback_keys, restore_training_state
+from numpycnn.errors import TrainingError
+from numpycnn.model import Sequential
+
+#: A layer-free augmentation, ``augment(batch, rng) -> batch``, on float images in [0, 1], ``(B, C, H, W)``.
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+#: The per-epoch lists every ``History`` holds (the ``val_`` lists stay empty without validation data).
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+class History:
+    """Per-epoch metrics of a ``fit`` call, like Keras' ``History``.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``loss``, ``accuracy`` (training, averaged over the epoch's images), ``val_loss``, ``val_accuracy``
+        (empty without validation data), ``lr`` (the learning rate used in the epoch) and ``seconds``.
+    epoch : list of int
+        The 0-based index of each recorded epoch.
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        self.epoch: list[int] = []
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(int(epoch))
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable copy, as stored in checkpoints and ``history.json``."""
+        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        history = cls()
+        history.epoch = [int(e) for e in data["epoch"]]
+        history.history.update({k: [float(v) for v in values] for k, values in data["history"].items()})
+        return history
+
+    def __repr__(self) -> str:
+        return f"History(epochs={len(self.epoch)}, keys={sorted(k for k, v in self.history.items() if v)})"
+
+
+# -- data checks ---------------------------------------------------------------------------------------------
+def check_inputs(owner: str, model: Sequential, x: Any, name: str = "x") -> tuple[np.ndarray, int]:
+    """Return ``(x, classes)`` after checking dtype, shape and finiteness of ``x`` against ``model``."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8 and x.dtype.kind != "f":
+        fail(owner, name, "uint8 images or a floating-point array", x.dtype, error=TypeError,
+             hint="Convert with x.astype(np.float32), or pass the raw uint8 images.")
+    expected = model.input_shape
+    if expected is not None and x.shape[1:] != expected:
+        hint = ""
+        if x.shape == expected:
+            hint = "Use x[None] for a single image."
+        elif len(expected) == 3 and expected[0] == 1 and x.shape[1:] == expected[1:]:
+            hint = "Use x[:, None] for a batch of single-channel images."
+        fail(owner, f"{name}.shape", f"(N, {', '.join(map(str, expected))})", x.shape, hint=hint)
+    if x.ndim < 2 or len(x) == 0:
+        fail(owner, f"{name}.shape", "(N, ...) with N >= 1 samples", x.shape)
+    if x.dtype.kind == "f" and not np.isfinite(np.sum(x, dtype=np.float64)):
+        fail(owner, name, "finite", "an array with NaN or infinite values")
+    try:
+        out_shape = model.output_shapes(x.shape[1:])[-1]
+    except ValueError as err:
+        raise ValueError(f"{owner}: the model cannot take `{name}` of shape {x.shape}: {err}") from None
+    if len(out_shape) != 1:
+        fail(owner, "model", "a classifier with outputs (N, classes)", f"outputs of shape (N, *{out_shape})")
+    return x, int(out_shape[0])
+
+
+def check_labels(owner: str, y: Any, n: int, classes: int, name: str = "y") -> np.ndarray:
+    """Return ``y`` as int64 class indices ``(n,)``; one-hot rows ``(n, classes)`` are converted."""
+    y = np.asarray(y)
+    if y.ndim == 2:
+        if y.shape != (n, classes) or not np.all((y == 0) | (y == 1)) or not np.all(y.sum(axis=1) == 1):
+            fail(owner, name, f"int labels (N,) or one-hot rows of shape ({n}, {classes})",
+                 f"shape {y.shape}", hint="One-hot rows must hold a single 1 and zeros.")
+        return np.argmax(y, axis=1).astype(np.int64)
+    if y.ndim != 1:
+        fail(owner, f"{name}.shape", "(N,) for class labels or (N, classes) for one-hot rows", y.shape)
+    if y.dtype.kind not in "iu":
+        fail(owner, name, "integer class labels", f"dtype {y.dtype}", error=TypeError,
+             hint="Use y.astype(np.int64) for integral float labels.")
+    if len(y) != n:
+        fail(owner, f"len({name})", f"the number of images ({n})", len(y))
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        fail(owner, name, f"labels in [0, {classes - 1}] for a model with {classes} outputs",
+             f"labels in [{low}, {high}]")
+    return y.astype(np.int64, copy=False)
+
+
+def _as_generator(owner: str, rng: Any) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
+        return np.random.default_rng(rng)
+    fail(owner, "rng", "an int seed, a numpy.random.Generator or None", rng, error=TypeError)
+
+
+# -- batches ----------------------------------------------------------------------------------------------
+class Batches:
+    """Gathers batches of ``x`` into one reused buffer of ``dtype``: uint8 scaled to [0, 1], standardised.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W) or (N, features)
+        uint8 raw images or a floating-point array.
+    batch_size : int
+        The largest batch ``gather`` is asked for.
+    dtype : numpy dtype
+        The model's dtype (float32 or float64).
+    normalization : dict or None
+        ``{"mean": [...], "std": [...]}`` per channel, applied to uint8 inputs only.
+    """
+
+    def __init__(self, x: np.ndarray, batch_size: int, dtype: Any, normalization: dict | None = None) -> None:
+        self.x, self.dtype = x, np.dtype(dtype)
+        shape = (min(batch_size, len(x)), *x.shape[1:])
+        self.out = np.empty(shape, self.dtype)
+        self.raw = None if x.dtype == self.dtype else np.empty(shape, x.dtype)
+        self.mean = self.std = None
+        if normalization and x.dtype == np.uint8:
+            channels = x.shape[1]
+            mean = np.asarray(normalization["mean"], self.dtype).reshape(-1)
+            std = np.asarray(normalization["std"], self.dtype).reshape(-1)
+            if mean.size not in (1, channels) or std.size not in (1, channels) or np.any(std <= 0):
+                fail("Batches", "model.normalization", f"a mean and positive std per channel ({channels})",
+                     normalization)
+            stat_shape = (1, -1) + (1,) * (x.ndim - 2)  # (1, C, 1, 1) for images
+            self.mean, self.std = mean.reshape(stat_shape), std.reshape(stat_shape)
+
+    def gather(self, index: np.ndarray | slice) -> np.ndarray:
+        """``x[index]`` as floats (uint8 scaled to [0, 1]) in the reused buffer, not yet standardised."""
+        b = len(index) if isinstance(index, np.ndarray) else len(range(*index.indices(len(self.x))))
+        out = self.out[:b]
+        target = out if self.raw is None else self.raw[:b]
+        if isinstance(index, slice):
+            np.copyto(target, self.x[index])
+        else:
+            np.take(self.x, index, axis=0, out=target, mode="clip")
+        if self.raw is not None and self.x.dtype == np.uint8:
+            np.multiply(target, self.dtype.type(1 / 255), out=out)  # as datasets.to_float does
+        elif self.raw is not None:
+            np.copyto(out, target, casting="unsafe")
+        return out
+
+    def standardise(self, batch: np.ndarray) -> np.ndarray:
+        """:math:`(x - \\mu_c) / \\sigma_c` in place when the model has a normalisation; returns ``batch``."""
+        if self.mean is not None:
+            np.subtract(batch, self.mean, out=batch)
+            np.divide(batch, self.std, out=batch)
+        return batch
+
+    def get(self, index: np.ndarray | slice) -> np.ndarray:
+        return self.standardise(self.gather(index))
+
+
+def _chunks(n: int, batch_size: int) -> list[slice]:
+    return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+# -- evaluate and predict ------------------------------------------------------------------------------
+def _evaluate_batches(model: Sequential, batches: Batches, y: np.ndarray, loss: Any) -> dict[str, float]:
+    total, correct = 0.0, 0
+    for part in _chunks(len(y), len(batches.out)):
+        logits = model.forward(batches.get(part), training=False)
+        total += float(loss.forward(logits, y[part])) * (part.stop - part.start)
+        correct += int(np.count_nonzero(np.argmax(logits, axis=1) == y[part]))
+    return {"loss": total / len(y), "accuracy": correct / len(y)}
+
+
+def _default_loss() -> Any:
+    from numpycnn.losses import CrossEntropyLoss
+
+    return CrossEntropyLoss()
+
+
+def evaluate(model: Sequential, x: Any, y: Any, batch_size: int = 1000, loss: Any = None) -> dict[str, float]:
+    """Mean loss and accuracy of ``model`` on ``(x, y)``, run with ``training=False``.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W)
+        uint8 images or floats (see the module notes).
+    y : ndarray, (N,) int or (N, classes) one-hot
+    batch_size : int
+        Images per forward pass; lower it if memory is short.
+    loss : loss object, optional
+        Defaults to ``CrossEntropyLoss()``.
+
+    Returns
+    -------
+    dict
+        ``{"loss": float, "accuracy": float}``, both averaged over the N images.
+    """
+    batch_size = positive_int("evaluate", "batch_size", batch_size)
+    x, classes = check_inputs("evaluate", model, x)
+    y = check_labels("evaluate", y, len(x), classes)
+    batches = Batches(x, batch_size, model.dtype, model.normalization)
+    return _evaluate_batches(model, batches, y, loss if loss is not None else _default_loss())
+
+
+def softmax_into(logits: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Row-wise softmax written into ``out``, leaving ``logits`` untouched.
+
+    .. math:: p_{ik} = e^{z_{ik} - m_i} / \\sum_j e^{z_{ij} - m_i}, \\qquad m_i = \\max_j z_{ij}
+    """
+    np.subtract(logits, logits.max(axis=1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+def predict(model: Sequential, x: Any, batch_size: int = 1000) -> np.ndarray:
+    """Class probabilities ``(N, classes)``: softmax of the logits, unless the model ends with ``Softmax``.
+
+    Examples
+    --------
+    >>> probs = predict(model, images)           # doctest: +SKIP
+    >>> probs.sum(axis=1)                         # doctest: +SKIP
+    array([1., 1., ...], dtype=float32)
+    """
+    batch_size = positive_int("predict", "batch_size", batch_size)
+    x, classes = check_inputs("predict", model, x)
+    batches = Batches(x, batch_size, model.dtype, model.normalization)
+    ends_with_softmax = bool(model.layers) and model.layers[-1].name == "Softmax"
+    probs = np.empty((len(x), classes), model.dtype)
+    for part in _chunks(len(x), len(batches.out)):
+        outputs = model.forward(batches.get(part), training=False)
+        if ends_with_softmax:
+            probs[part] = outputs
+        else:
+            softmax_into(outputs, probs[part])
+    return probs
+
+
+# -- fit --------------------------------------------------------------------------------------------------
+class Trainer:
+    """The state of one ``fit`` call, shared with the callbacks as ``callback.trainer``.
+
+    Attributes
+    ----------
+    model, optimizer, loss : the objects being trained
+    history : History
+    epoch : int
+        The current 0-based epoch; ``epochs`` is the index one past the last.
+    base_lr : float
+        The optimiser's learning rate when training began; schedules scale it.
+    rng, augment_rng : numpy.random.Generator
+        The shuffle and augmentation generators (saved by ``TrainingCheckpoint``).
+    stop_training : bool
+        Set by a callback (``EarlyStopping``) to end training after the current epoch.
+    has_validation : bool
+    """
+
+    def __init__(self, model: Sequential, optimizer: Any, loss: Any, callbacks: Sequence[Callback],
+                 rng: np.random.Generator, epochs: int, verbose: int) -> None:
+        self.model, self.optimizer, self.loss = model, optimizer, loss
+        for i, callback in enumerate(callbacks):
+            if not isinstance(callback, Callback):
+                fail("fit", f"callbacks[{i}]", "a numpycnn.callbacks.Callback", callback, error=TypeError)
+        #: The callbacks in the order they run: those with ``runs_last`` (checkpoints) after the others.
+        self.callbacks = sorted(callbacks, key=lambda c: c.runs_last)
+        self.rng, self.augment_rng = rng.spawn(2)
+        self.epochs, self.verbose = epochs, verbose
+        self.history = History()
+        self.epoch = 0
+        self.base_lr = float(optimizer.lr)
+        self.stop_training = False
+        self.has_validation = False
+
+    def train_step(self, xb: np.ndarray, yb: np.ndarray, step: int = 0, steps: int = 1) -> tuple[float, int]:
+        """One step of gradient descent; returns the batch's mean loss and its number of correct guesses."""
+        self.model.zero_grad()
+        logits = self.model.forward(xb, training=True)
+        value = float(self.loss.forward(logits, yb))
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"fit: the loss became {value} at epoch {self.epoch + 1}, batch {step + 1}/{steps}. "
+                f"Training stopped; checkpoints already written are unchanged. "
+                f"Try a lower learning rate (lr={self.optimizer.lr:g}) or normalised inputs."
+            )
+        hits = int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
+        self.model.backward(self.loss.backward())
+        self.optimizer.step(self.model)
+        return value, hits
+
+    def train_epoch(self, batches: Batches, y: np.ndarray, batch_size: int, shuffle: bool,
+                    augment: Augment | None) -> dict[str, float]:
+        n = len(y)
+        order = self.rng.permutation(n) if shuffle else None
+        labels = np.empty(min(batch_size, n), np.int64)
+        parts = _chunks(n, batch_size)
+        total, correct = 0.0, 0
+        with _progress(self, n) as bar:
+            for step, part in enumerate(parts):
+                index = part if order is None else order[part]
+                xb = batches.gather(index)
+                yb = labels[: len(xb)]
+                if order is None:
+                    np.copyto(yb, y[part])
+                else:
+                    np.take(y, index, out=yb)
+                if augment is not None:
+                    xb = augment(xb, self.augment_rng)
+                value, hits = self.train_step(batches.standardise(xb), yb, step, len(parts))
+                total, correct = total + value * len(yb), correct + hits
+                self._after_batch(bar, step, len(yb), total, correct, part.stop, value, hits)
+        return {"loss": total / n, "accuracy": correct / n}
+
+    def _after_batch(self, bar: Any, step: int, size: int, total: float, correct: int, seen: int,
+                     value: float, hits: int) -> None:
+        if bar is not None:
+            bar.set_postfix(loss=f"{total / seen:.4f}", accuracy=f"{correct / seen:.4f}", refresh=False)
+            bar.update(size)
+        if self.callbacks:
+            logs = {"loss": value, "accuracy": hits / size, "size": size}
+            for callback in self.callbacks:
+                callback.on_batch_end(step, logs)
+
+    def report(self, logs: dict[str, float]) -> None:
+        if self.verbose < 1:
+            return
+        parts = [f"Epoch {self.epoch + 1}/{self.epochs}", f"{logs['seconds']:.1f}s"]
+        parts += [f"{k}: {v:.4f}" for k, v in logs.items() if k not in ("lr", "seconds")]
+        parts.append(f"lr: {logs['lr']:.3g}")
+        print(" - ".join(parts), flush=True)
+
+
+class _NoBar:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _progress(trainer: Trainer, total: int) -> Any:
+    if trainer.verbose != 1:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"Epoch {trainer.epoch + 1}/{trainer.epochs}", unit="img", leave=False,
+                dynamic_ncols=True)
+
+
+def _split_validation(x: np.ndarray, y: np.ndarray, validation_data: Any, validation_split: float,
+                      model: Sequential, classes: int) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Return ``(x_train, y_train, (x_val, y_val) or None)``; a split takes the *last* samples, like Keras."""
+    if validation_data is not None:
+        if validation_split:
+            fail("fit", "validation_split", "0 when validation_data is given", validation_split)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            fail("fit", "validation_data", "a pair (x_val, y_val)", type(validation_data).__name__,
+                 error=TypeError)
+        x_val, _ = check_inputs("fit", model, validation_data[0], name="validation_data[0]")
+        y_val = check_labels("fit", validation_data[1], len(x_val), classes, name="validation_data[1]")
+        return x, y, (x_val, y_val)
+    split = real_in_range("fit", "validation_split", validation_split, 0.0, 1.0, high_inclusive=False)
+    n_val = int(len(x) * split)
+    if split and not 0 < n_val < len(x):
+        fail("fit", "validation_split", f"a fraction leaving a sample on each side of {len(x)}", split)
+    if n_val == 0:
+        return x, y, None
+    return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
+
+
+def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64, optimizer: Any,
+        loss: Any = None, validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
+        shuffle: bool = True, callbacks: Sequence[Callback] = (), verbose: int = 1,
+        rng: int | np.random.Generator | None = None, augment: Augment | None = None, initial_epoch: int = 0,
+        resume_from: Any = None) -> History:
+    """Train ``model`` on ``(x, y)`` by mini-batch gradient descent; the module notes give the data rules.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W)
+        uint8 images (scaled per batch to [0, 1] and standardised with ``model.normalization``) or floats.
+    y : ndarray, (N,) int labels or (N, classes) one-hot rows
+    epochs : int
+        Index of the last epoch plus one (Keras' meaning): epochs ``initial_epoch .. epochs - 1`` run.
+    batch_size : int
+    optimizer : optimiser with ``step(model)`` and an ``lr`` attribute
+    loss : loss with ``forward(logits, targets) -> float`` and ``backward() -> grad``; default cross-entropy
+    validation_data : (x_val, y_val), optional
+        Evaluated after each epoch as ``val_loss`` and ``val_accuracy``. Never pass the test set here.
+    validation_split : float in [0, 1)
+        Fraction of ``(x, y)`` held out for validation instead: the last samples, before any shuffling.
+    shuffle : bool
+        Draw a new order of the training samples each epoch.
+    callbacks : sequence of Callback
+    verbose : int
+        0 silent, 1 a progress bar per epoch and a line per epoch, 2 the line only.
+    rng : int, Generator or None
+        Seed of the shuffle and augmentation generators; the same seed (with the same model seed) gives
+        bit-identical weights.
+    augment : callable ``augment(batch, rng) -> batch``, optional
+        Applied to each training batch of floats (in [0, 1] for uint8 data) before standardisation.
+    initial_epoch : int
+        Epoch index to start from.
+    resume_from : path, optional
+        A ``TrainingCheckpoint`` file: restores weights, optimiser, generators, history and callback states
+        and continues after the saved epoch, reaching bit for bit the weights of an uninterrupted run.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    ValueError, TypeError
+        For inconsistent data (shapes, lengths, labels outside the model's classes) or arguments.
+    numpycnn.TrainingError
+        When the loss becomes NaN or infinite.
+    """
+    epochs = positive_int("fit", "epochs", epochs)
+    batch_size = positive_int("fit", "batch_size", batch_size)
+    initial_epoch = positive_int("fit", "initial_epoch", initial_epoch, minimum=0)
+    if not (callable(getattr(optimizer, "step", None)) and hasattr(optimizer, "lr")):
+        fail("fit", "optimizer", "an optimiser with a step(model) method and an lr attribute", optimizer,
+             error=TypeError)
+    if augment is not None and not callable(augment):
+        fail("fit", "augment", "a callable augment(batch, rng) -> batch", augment, error=TypeError)
+    x, classes = check_inputs("fit", model, x)
+    y = check_labels("fit", y, len(x), classes)
+    x, y, validation = _split_validation(x, y, validation_data, validation_split, model, classes)
+    loss = loss if loss is not None else _default_loss()
+    trainer = Trainer(model, optimizer, loss, callbacks, _as_generator("fit", rng), epochs, int(verbose))
+    trainer.has_validation = validation is not None
+    callback_states = None
+    if resume_from is not None:
+        initial_epoch, callback_states = restore_training_state(trainer, resume_from)
+    _run(trainer, x, y, validation, batch_size, shuffle, augment, initial_epoch, callback_states)
+    return trainer.history
+
+
+def _run(trainer: Trainer, x: np.ndarray, y: np.ndarray, validation: Any, batch_size: int, shuffle: bool,
+         augment: Augment | None, initial_epoch: int, callback_states: dict | None) -> None:
+    model = trainer.model
+    batches = Batches(x, batch_size, model.dtype, model.normalization)
+    val_batches = None if validation is None else Batches(validation[0], max(batch_size, 256), model.dtype,
+                                                          model.normalization)
+    for callback in trainer.callbacks:
+        callback.set_trainer(trainer)
+        callback.on_train_begin({})
+    if callback_states:
+        for key, callback in zip(callback_keys(trainer.callbacks), trainer.callbacks, strict=True):
+            if key in callback_states:
+                callback.load_state_dict(callback_states[key])
+    for epoch in range(initial_epoch, trainer.epochs):
+        trainer.epoch = epoch
+        for callback in trainer.callbacks:
+            callback.on_epoch_begin(epoch, {})
+        start = time.perf_counter()
+        logs = trainer.train_epoch(batches, y, batch_size, shuffle, augment)
+        if val_batches is not None:
+            scores = _evaluate_batches(model, val_batches, validation[1], trainer.loss)
+            logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+        logs.update(lr=float(trainer.optimizer.lr), seconds=time.perf_counter() - start)
+        trainer.history.append(epoch, logs)
+        trainer.report(logs)
+        for callback in trainer.callbacks:
+            callback.on_epoch_end(epoch, logs)
+        if trainer.stop_training:
+            break
+    for callback in trainer.callbacks:
+        callback.on_train_end({})
+
