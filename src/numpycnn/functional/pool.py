@@ -1,0 +1,178 @@
+"""Max, average and global average pooling, from strided slices.
+
+A pooling window of size (kh, kw) moved with stride (sh, sw) over (N, C, H, W) visits, for each kernel offset
+(i, j), the strided slice ``x[:, :, i::sh, j::sw]`` cropped to the (Ho, Wo) output grid. Pooling is then kh*kw
+element-wise passes over those slices (``np.maximum``, ``np.add``) instead of a reduction over the
+non-adjacent window axes of a (N, C, Ho, kh, Wo, kw) view, which NumPy runs slowly. Sizes that the window does
+not divide are floored, as in PyTorch: the last rows and columns that no window covers are ignored (their
+gradient is 0).
+
+When the windows do not overlap (kernel == stride, the common case) every input pixel belongs to at most one
+window, so backward writes each slice of ``dx`` once; overlapping windows accumulate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class PoolGeometry(NamedTuple):
+    """Input (N, C, H, W), window (kh, kw), stride (sh, sw) and output (Ho, Wo) of a pooling."""
+
+    N: int
+    C: int
+    H: int
+    W: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    Ho: int
+    Wo: int
+
+
+def pool_geometry(x_shape: tuple[int, ...], kernel_size: int | tuple[int, int],
+                  stride: int | tuple[int, int] | None = None) -> PoolGeometry:
+    """Sizes of a pooling, :math:`H_{out} = \\lfloor (H - k_h) / s_h \\rfloor + 1`; stride None = kernel."""
+    N, C, H, W = x_shape
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    if stride is None:
+        sh, sw = kh, kw
+    else:
+        sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    if kh > H or kw > W:
+        raise ValueError(
+            f"pool2d: window ({kh}, {kw}) is larger than the input ({H}, {W}) (shape {tuple(x_shape)})."
+        )
+    return PoolGeometry(N, C, H, W, kh, kw, sh, sw, (H - kh) // sh + 1, (W - kw) // sw + 1)
+
+
+def _offsets(a: np.ndarray, g: PoolGeometry) -> Iterator[np.ndarray]:
+    """For each kernel offset (i, j) in row-major order, the view of ``a`` it visits, shape (N, C, Ho, Wo)."""
+    for i in range(g.kh):
+        for j in range(g.kw):
+            yield a[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw]
+
+
+def _grad_buffer(g: PoolGeometry, dtype: Any) -> tuple[np.ndarray, bool]:
+    """An array for ``dx`` and whether backward may assign slices (no overlap) instead of accumulating."""
+    disjoint = g.kh == g.sh and g.kw == g.sw
+    covered = disjoint and g.Ho * g.kh == g.H and g.Wo * g.kw == g.W
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype) if covered else np.zeros((g.N, g.C, g.H, g.W), dtype)
+    return dx, disjoint
+
+
+def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
+                      stride: int | tuple[int, int] | None = None) -> tuple[np.ndarray, Any]:
+    """Max pooling over (kh, kw) windows moved by (sh, sw).
+
+    Notes
+    -----
+    .. math::
+        y_{n,c,h,w} = \\max_{0 \\le i < k_h,\\ 0 \\le j < k_w} x_{n,c,\\,s_h h + i,\\, s_w w + j}, \\qquad
+        \\frac{\\partial L}{\\partial x_{n,c,s_h h + i^*, s_w w + j^*}} \\mathrel{+}= dy_{n,c,h,w}
+
+    where :math:`(i^*, j^*)` is the first position of the maximum in row-major window order (PyTorch's choice
+    on ties); every other input gets no gradient from that window. The forward pass records :math:`(i^*, j^*)`
+    as one small integer per output, so backward needs no comparison with ``x``.
+
+    Shape
+    -----
+    ``x`` (N, C, H, W) -> ``y`` (N, C, Ho, Wo), :math:`H_{out} = \\lfloor (H - k_h) / s_h \\rfloor + 1`.
+
+    Examples
+    --------
+    >>> y, _ = maxpool2d_forward(np.arange(16.0).reshape(1, 1, 4, 4), 2)
+    >>> y[0, 0].tolist()
+    [[5.0, 7.0], [13.0, 15.0]]
+    """
+    g = pool_geometry(x.shape, kernel_size, stride)
+    views = _offsets(x, g)
+    out = np.array(next(views))  # (N, C, Ho, Wo), a copy of offset (0, 0)
+    argmax = np.zeros(out.shape, dtype=np.uint8 if g.kh * g.kw < 256 else np.int32)
+    better = np.empty(out.shape, dtype=bool)
+    for t, view in enumerate(views, start=1):
+        np.greater(view, out, out=better)  # strict: an equal later value does not take over
+        np.maximum(out, view, out=out)  # propagates NaN like PyTorch
+        np.copyto(argmax, t, where=better)
+    return out, (g, argmax, x.dtype)
+
+
+def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
+    """Gradient of :func:`maxpool2d_forward`: ``dout`` routed to each window's first maximum."""
+    g, argmax, dtype = cache
+    dx, disjoint = _grad_buffer(g, dtype)
+    hit = np.empty(argmax.shape, dtype=bool)
+    for t, view in enumerate(_offsets(dx, g)):
+        np.equal(argmax, t, out=hit)
+        if disjoint:
+            np.multiply(dout, hit, out=view)
+        else:
+            view += dout * hit
+    return dx
+
+
+def avgpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
+                      stride: int | tuple[int, int] | None = None) -> tuple[np.ndarray, Any]:
+    """Average pooling over (kh, kw) windows moved by (sh, sw) (no padding, so every divisor is kh kw).
+
+    Notes
+    -----
+    .. math::
+        y_{n,c,h,w} = \\frac{1}{k_h k_w} \\sum_{i,j} x_{n,c,\\,s_h h + i,\\, s_w w + j}, \\qquad
+        \\frac{\\partial L}{\\partial x_{n,c,s_h h + i, s_w w + j}}
+            \\mathrel{+}= \\frac{dy_{n,c,h,w}}{k_h k_w}
+
+    Shape
+    -----
+    ``x`` (N, C, H, W) -> ``y`` (N, C, Ho, Wo), :math:`H_{out} = \\lfloor (H - k_h) / s_h \\rfloor + 1`.
+    """
+    g = pool_geometry(x.shape, kernel_size, stride)
+    views = _offsets(x, g)
+    out = np.array(next(views))  # (N, C, Ho, Wo)
+    for view in views:
+        out += view
+    out *= x.dtype.type(1.0 / (g.kh * g.kw))
+    return out, (g, x.dtype)
+
+
+def avgpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
+    """Gradient of :func:`avgpool2d_forward`: ``dout / (kh kw)`` spread over each window. Shape of ``x``."""
+    g, dtype = cache
+    dx, disjoint = _grad_buffer(g, dtype)
+    share = dout * dtype.type(1.0 / (g.kh * g.kw))  # (N, C, Ho, Wo)
+    for view in _offsets(dx, g):
+        if disjoint:
+            view[...] = share
+        else:
+            view += share
+    return dx
+
+
+def global_avgpool2d_forward(x: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Mean of each channel over all pixels.
+
+    Notes
+    -----
+    .. math::
+        y_{n,c} = \\frac{1}{H W} \\sum_{h,w} x_{n,c,h,w}, \\qquad
+        \\frac{\\partial L}{\\partial x_{n,c,h,w}} = \\frac{dy_{n,c}}{H W}
+
+    Shape
+    -----
+    ``x`` (N, C, H, W) -> ``y`` (N, C).
+    """
+    N, C, H, W = x.shape
+    out = x.reshape(N, C, H * W).mean(axis=2)  # (N, C, H*W) -> (N, C): a reduction over one contiguous axis
+    return out, (x.shape, x.dtype)
+
+
+def global_avgpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
+    """Gradient of :func:`global_avgpool2d_forward`, shape (N, C, H, W)."""
+    (N, C, H, W), dtype = cache
+    dx = np.empty((N, C, H, W), dtype=dtype)
+    dx[...] = (dout * dtype.type(1.0 / (H * W)))[:, :, None, None]  # (N, C) -> (N, C, 1, 1), broadcast
+    return dx

@@ -1,0 +1,140 @@
+"""Loop-based definitions of convolution and pooling, written the way the original project wrote them.
+
+Every output pixel is computed by its own Python loop iteration straight from the definition, so each function
+can be checked by reading it. They are slow (the benchmark times them to show what vectorisation buys) and
+serve the tests as the oracle for the fast paths in :mod:`numpycnn.functional`. Arguments are as in the fast
+versions: ``x`` (N, C, H, W), ``w`` (F, C, kh, kw), ``b`` (F,) or ``None``, ``stride`` and ``padding`` ints or
+pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    return int(value[0]), int(value[1])
+
+
+def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    """Zero-pad the two spatial axes of (N, C, H, W)."""
+    N, C, H, W = x.shape
+    padded = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
+    padded[:, :, ph:ph + H, pw:pw + W] = x
+    return padded
+
+
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int | tuple[int, int] = 1,
+                   padding: int | tuple[int, int] = 0) -> np.ndarray:
+    """By loops, :math:`y_{n,f,h,w} = b_f + \\sum_{c,i,j} w_{f,c,i,j} x^{pad}_{n,c,s_h h + i, s_w w + j}`."""
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    xp = _pad(x, ph, pw)
+    N, C, Hp, Wp = xp.shape
+    F, _, kh, kw = w.shape
+    Ho, Wo = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
+    y = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            for h in range(Ho):
+                for v in range(Wo):
+                    window = xp[n, :, h * sh:h * sh + kh, v * sw:v * sw + kw]  # (C, kh, kw)
+                    y[n, f, h, v] = np.sum(window * w[f]) + (b[f] if b is not None else 0.0)
+    return y
+
+
+def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int | tuple[int, int] = 1,
+                    padding: int | tuple[int, int] = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dx, dw, db)`` of :func:`conv2d_forward` by loops: each output pixel sends ``dy`` back through its
+    window.
+
+    .. math::
+        dw_f \\mathrel{+}= dy_{n,f,h,w}\\, x^{pad}_{n,:,window}, \\quad
+        dx^{pad}_{n,:,window} \\mathrel{+}= dy_{n,f,h,w}\\, w_f, \\quad
+        db_f \\mathrel{+}= dy_{n,f,h,w}
+    """
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    xp = _pad(x, ph, pw)
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w, dtype=x.dtype)
+    db = np.zeros(w.shape[0], dtype=x.dtype)
+    N, F, Ho, Wo = dy.shape
+    kh, kw = w.shape[2:]
+    for n in range(N):
+        for f in range(F):
+            for h in range(Ho):
+                for v in range(Wo):
+                    g = dy[n, f, h, v]
+                    rows, cols = slice(h * sh, h * sh + kh), slice(v * sw, v * sw + kw)
+                    dw[f] += g * xp[n, :, rows, cols]
+                    dxp[n, :, rows, cols] += g * w[f]
+                    db[f] += g
+    H, W = x.shape[2:]
+    return dxp[:, :, ph:ph + H, pw:pw + W], dw, db
+
+
+def _pool_sizes(x: np.ndarray, kernel_size: int | tuple[int, int],
+                stride: int | tuple[int, int] | None) -> tuple[int, int, int, int, int, int]:
+    kh, kw = _pair(kernel_size)
+    sh, sw = (kh, kw) if stride is None else _pair(stride)
+    H, W = x.shape[2:]
+    return kh, kw, sh, sw, (H - kh) // sh + 1, (W - kw) // sw + 1
+
+
+def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
+                      stride: int | tuple[int, int] | None = None) -> np.ndarray:
+    """:math:`y_{n,c,h,w} = \\max_{i,j} x_{n,c,s_h h + i, s_w w + j}`, by loops."""
+    kh, kw, sh, sw, Ho, Wo = _pool_sizes(x, kernel_size, stride)
+    N, C = x.shape[:2]
+    y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for h in range(Ho):
+                for v in range(Wo):
+                    y[n, c, h, v] = np.max(x[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw])
+    return y
+
+
+def maxpool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
+                       stride: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Gradient of :func:`maxpool2d_forward`: each ``dy`` goes to its window's first (row-major) maximum."""
+    kh, kw, sh, sw, Ho, Wo = _pool_sizes(x, kernel_size, stride)
+    N, C = x.shape[:2]
+    dx = np.zeros_like(x)
+    for n in range(N):
+        for c in range(C):
+            for h in range(Ho):
+                for v in range(Wo):
+                    window = x[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw]
+                    i, j = divmod(int(np.argmax(window)), kw)  # np.argmax returns the first maximum
+                    dx[n, c, h * sh + i, v * sw + j] += dy[n, c, h, v]
+    return dx
+
+
+def avgpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
+                      stride: int | tuple[int, int] | None = None) -> np.ndarray:
+    """:math:`y_{n,c,h,w} = \\frac{1}{k_h k_w}\\sum_{i,j} x_{n,c,s_h h + i, s_w w + j}`, by loops."""
+    kh, kw, sh, sw, Ho, Wo = _pool_sizes(x, kernel_size, stride)
+    N, C = x.shape[:2]
+    y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for h in range(Ho):
+                for v in range(Wo):
+                    y[n, c, h, v] = np.mean(x[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw])
+    return y
+
+
+def avgpool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
+                       stride: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Gradient of :func:`avgpool2d_forward`: each ``dy / (kh kw)`` spread evenly over its window."""
+    kh, kw, sh, sw, Ho, Wo = _pool_sizes(x, kernel_size, stride)
+    N, C = x.shape[:2]
+    dx = np.zeros_like(x)
+    for n in range(N):
+        for c in range(C):
+            for h in range(Ho):
+                for v in range(Wo):
+                    dx[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw] += dy[n, c, h, v] / (kh * kw)
+    return dx
