@@ -551,6 +551,24 @@ def test_cnn_round_trip_and_hostile_conv(tmp_path):
         load_model(path)
 
 
+@pytest.mark.parametrize("layer", [
+    "conv",
+    pytest.param("dense", marks=pytest.mark.xfail(
+        raises=KeyError, reason="Dense(bias=False) keeps the class param_names; state_dict() KeyError")),
+])
+def test_layers_without_bias_round_trip(tmp_path, layer):
+    from numpycnn.layers import Conv2D
+
+    first = Conv2D(3, 2, 3, bias=False) if layer == "conv" else Dense(4, 2, bias=False)
+    model = Sequential([first, Flatten()]).initialize(0)
+    path = tmp_path / "m.safetensors"
+    save_model(model, path)
+    loaded = load_model(path)
+    assert list(loaded.state_dict()) == ["0.weight"]
+    x = _x((2, 3, 3, 3)) if layer == "conv" else _x((2, 4))
+    np.testing.assert_array_equal(loaded.forward(x, training=False), model.forward(x, training=False))
+
+
 def test_numpycnn_model_loads_into_torch(tmp_path):
     torch = pytest.importorskip("torch")
     st_torch = pytest.importorskip("safetensors.torch")
