@@ -274,3 +274,21 @@ def test_verbose_prints_a_line_per_epoch(capsys, verbose, lines):
         assert out[0].startswith("Epoch 1/2") and "loss: " in out[0] and "accuracy: " in out[0]
     if verbose == 0:
         assert captured.err == ""
+
+
+def test_fit_leaves_the_callers_data_and_evaluate_leaves_the_model_alone():
+    from numpycnn.augment import make_augment
+
+    x, y = mnist(n=256)
+    x_float = to_float(x)
+    x_before, float_before = x.copy(), x_float.copy()
+    model = mlp(batch_norm=True)
+    model.normalization = {"mean": [0.13], "std": [0.31]}
+    fit(model, x, y, epochs=1, optimizer=SGD(lr=0.1), augment=make_augment(), rng=0, verbose=0)
+    fit(model, x_float, y, epochs=1, optimizer=SGD(lr=0.1), augment=make_augment(), rng=0, verbose=0)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(x_float, float_before)
+    state = weights(model)
+    evaluate(model, x, y)
+    predict(model, x)
+    assert all(np.array_equal(state[k], v) for k, v in model.state_dict().items())  # BN statistics too

@@ -1,5 +1,7 @@
 """Callbacks: code run by ``fit`` at the start and end of training, of each epoch and after each batch.
 
+``fit`` itself records every epoch's metrics in a :class:`History`, returned when training ends.
+
 Each callback sees the running ``fit`` as ``self.trainer`` (:class:`numpycnn.training.Trainer`: ``model``,
 ``optimizer``, ``history``, ``epoch``, ``base_lr``, the generators, and the ``stop_training`` flag).
 
@@ -28,6 +30,46 @@ if TYPE_CHECKING:
 #: The bit generators a checkpoint may name; a file can never make us build anything else.
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 _STATE_FORMAT, _STATE_VERSION = "numpycnn.training_state", 1
+
+
+#: The per-epoch lists every ``History`` holds (the ``val_`` lists stay empty without validation data).
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+class History:
+    """Per-epoch metrics of a ``fit`` call, like Keras' ``History``.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``loss``, ``accuracy`` (training, averaged over the epoch's images), ``val_loss``, ``val_accuracy``
+        (empty without validation data), ``lr`` (the learning rate used in the epoch) and ``seconds``.
+    epoch : list of int
+        The 0-based index of each recorded epoch.
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        self.epoch: list[int] = []
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(int(epoch))
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable copy, as stored in checkpoints and ``history.json``."""
+        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        history = cls()
+        history.epoch = [int(e) for e in data["epoch"]]
+        history.history.update({k: [float(v) for v in values] for k, values in data["history"].items()})
+        return history
+
+    def __repr__(self) -> str:
+        return f"History(epochs={len(self.epoch)}, keys={sorted(k for k, v in self.history.items() if v)})"
 
 
 class Callback:
@@ -315,7 +357,6 @@ def training_state(trainer: Trainer) -> dict[str, Any]:
 def restore_training_state(trainer: Trainer, path: str | os.PathLike) -> tuple[int, dict[str, Any]]:
     """Load a ``TrainingCheckpoint`` into ``trainer``; return the epoch to start from and callback states."""
     from numpycnn.io import load_checkpoint
-    from numpycnn.training import History
 
     if not Path(path).is_file():
         fail("fit", "resume_from", "an existing checkpoint file", str(path), error=FileNotFoundError,

@@ -20,6 +20,7 @@ the shuffle order and one for augmentation, so turning augmentation on does not 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import time
@@ -29,52 +30,14 @@ from typing import Any
 import numpy as np
 
 from numpycnn._checks import fail, positive_int, real_in_range
-from numpycnn.callbacks import Callback, callback_keys, restore_training_state
+from numpycnn.callbacks import HISTORY_KEYS, Callback, History, callback_keys, restore_training_state
 from numpycnn.errors import TrainingError
 from numpycnn.model import Sequential
 
+__all__ = ["HISTORY_KEYS", "Batches", "History", "Trainer", "evaluate", "fit", "predict", "softmax_into"]
+
 #: A layer-free augmentation, ``augment(batch, rng) -> batch``, on float images in [0, 1], ``(B, C, H, W)``.
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-#: The per-epoch lists every ``History`` holds (the ``val_`` lists stay empty without validation data).
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-
-
-class History:
-    """Per-epoch metrics of a ``fit`` call, like Keras' ``History``.
-
-    Attributes
-    ----------
-    history : dict of str to list of float
-        ``loss``, ``accuracy`` (training, averaged over the epoch's images), ``val_loss``, ``val_accuracy``
-        (empty without validation data), ``lr`` (the learning rate used in the epoch) and ``seconds``.
-    epoch : list of int
-        The 0-based index of each recorded epoch.
-    """
-
-    def __init__(self) -> None:
-        self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
-        self.epoch: list[int] = []
-
-    def append(self, epoch: int, logs: dict[str, float]) -> None:
-        self.epoch.append(int(epoch))
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(float(value))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable copy, as stored in checkpoints and ``history.json``."""
-        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> History:
-        history = cls()
-        history.epoch = [int(e) for e in data["epoch"]]
-        history.history.update({k: [float(v) for v in values] for k, values in data["history"].items()})
-        return history
-
-    def __repr__(self) -> str:
-        return f"History(epochs={len(self.epoch)}, keys={sorted(k for k, v in self.history.items() if v)})"
-
 
 # -- data checks ---------------------------------------------------------------------------------------------
 def check_inputs(owner: str, model: Sequential, x: Any, name: str = "x") -> tuple[np.ndarray, int]:
@@ -364,17 +327,9 @@ class Trainer:
         print(" - ".join(parts), flush=True)
 
 
-class _NoBar:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def _progress(trainer: Trainer, total: int) -> Any:
     if trainer.verbose != 1:
-        return _NoBar()
+        return contextlib.nullcontext()
     from tqdm import tqdm
 
     return tqdm(total=total, desc=f"Epoch {trainer.epoch + 1}/{trainer.epochs}", unit="img", leave=False,
