@@ -553,8 +553,7 @@ def test_cnn_round_trip_and_hostile_conv(tmp_path):
 
 @pytest.mark.parametrize("layer", [
     "conv",
-    pytest.param("dense", marks=pytest.mark.xfail(
-        raises=KeyError, reason="Dense(bias=False) keeps the class param_names; state_dict() KeyError")),
+    "dense",
 ])
 def test_layers_without_bias_round_trip(tmp_path, layer):
     from numpycnn.layers import Conv2D

@@ -105,8 +105,8 @@ def test_eval_mode_uses_running_stats_and_leaves_them():
 
 def test_state_layout_and_reset():
     layer = BatchNorm2D(3)
-    assert layer.param_names == ("weight", "bias")
-    assert layer.buffer_names == ("running_mean", "running_var", "num_batches_tracked")
+    assert list(layer.params) == ["weight", "bias"]
+    assert list(layer.buffers) == ["running_mean", "running_var", "num_batches_tracked"]
     tracked = layer.buffers["num_batches_tracked"]
     assert tracked.dtype == np.int64 and tracked.shape == ()
     assert layer.params["weight"].dtype == np.float32 and layer.buffers["running_var"].dtype == np.float32

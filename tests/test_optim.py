@@ -19,8 +19,6 @@ SHAPES = {"weight": (4, 3, 3, 3), "bias": (4,)}
 class _Params(Layer):
     """A layer that is only parameters and gradients, so the optimisers are tested on their own."""
 
-    param_names = ("weight", "bias")
-
     def __init__(self, rng: np.random.Generator, dtype=np.float64, shapes=SHAPES) -> None:
         super().__init__()
         for key, shape in shapes.items():

@@ -96,10 +96,8 @@ class Sequential:
         """Parameters and buffers by PyTorch ``nn.Sequential`` names, in PyTorch's order (the arrays themselves)."""
         state: dict[str, np.ndarray] = {}
         for i, layer in enumerate(self.layers):
-            for key in layer.param_names:
-                state[f"{i}.{key}"] = layer.params[key]
-            for key in layer.buffer_names:
-                state[f"{i}.{key}"] = layer.buffers[key]
+            for key, value in (*layer.params.items(), *layer.buffers.items()):
+                state[f"{i}.{key}"] = value
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:

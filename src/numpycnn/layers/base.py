@@ -6,6 +6,8 @@ A layer holds its parameters and the cache of its last forward pass; the math li
 - ``backward(grad_y) -> grad_x`` returns the input gradient and fills ``self.grads`` (same keys as ``self.params``).
 - ``params`` and ``grads`` are the layer's own arrays, not copies: ``layer.params["weight"][...] = w`` changes it.
 - ``buffers`` hold non-trainable state saved in model files (BatchNorm's running statistics).
+- ``params`` and ``buffers`` are filled in PyTorch's state-dict order (``weight`` before ``bias``), which
+  ``Sequential.state_dict`` follows.
 - ``get_config()`` returns the JSON-serialisable constructor arguments, so ``type(layer)(**layer.get_config())``
   builds the same architecture; model files store it, never code.
 - ``output_shape(input_shape)`` maps a per-sample shape (no batch axis) to the output's, raising ``ValueError`` for
@@ -16,7 +18,7 @@ A layer holds its parameters and the cache of its last forward pass; the math li
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -30,11 +32,6 @@ class Layer:
     Subclasses implement :meth:`forward`, :meth:`backward`, :meth:`get_config` and :meth:`output_shape`, and
     :meth:`reset_parameters` if they have parameters.
     """
-
-    #: Names of this layer's trainable parameters, in the order PyTorch's state dict lists them.
-    param_names: ClassVar[tuple[str, ...]] = ()
-    #: Names of this layer's non-trainable buffers, in PyTorch's state-dict order.
-    buffer_names: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -60,7 +60,6 @@ class Dense(Layer):
     (2, 3)
     """
 
-    param_names = ("weight", "bias")
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  rng: np.random.Generator | int | None = None, dtype: Any = np.float32) -> None:

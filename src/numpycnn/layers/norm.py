@@ -14,8 +14,6 @@ from numpycnn.layers.base import Layer
 class _BatchNorm(Layer):
     """Shared code of :class:`BatchNorm1D` and :class:`BatchNorm2D`; subclasses set the input layout."""
 
-    param_names = ("weight", "bias")
-    buffer_names = ("running_mean", "running_var", "num_batches_tracked")
     _ndim: ClassVar[int] = 0
     _layout: ClassVar[str] = ""
 
