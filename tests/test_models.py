@@ -107,3 +107,15 @@ def test_deep_cnn_trains_a_step_with_batch_norm_and_dropout():
         model.backward(loss.backward())
         SGD(lr=0.05, momentum=0.0).step(model)
     assert loss.forward(model.forward(x, training=False), y) < before
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_round_trip_through_model_files(tmp_path, name):
+    from numpycnn.io import load_model
+
+    model = build_model(name, seed=1)
+    model.save(tmp_path / "m.safetensors")
+    loaded = load_model(tmp_path / "m.safetensors")
+    x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
