@@ -4,7 +4,10 @@ The scalar checked is a random projection of the output, :math:`L = \\sum_i y_i 
 that :math:`\\partial L / \\partial y = R`. (An all-ones upstream gradient hides bugs: for softmax it makes the input
 gradient exactly zero.) Each input and parameter element is perturbed by :math:`\\pm\\epsilon` and
 
-.. math:: \\frac{\\partial L}{\\partial \\theta} \\approx \\frac{L(\\theta + \\epsilon) - L(\\theta - \\epsilon)}{2\\epsilon}
+.. math::
+
+    \\frac{\\partial L}{\\partial \\theta} \\approx
+    \\frac{L(\\theta + \\epsilon) - L(\\theta - \\epsilon)}{2\\epsilon}
 
 is compared with the analytic gradient that ``backward(R)`` returns or stores in ``layer.grads``.
 """

@@ -205,7 +205,8 @@ class Sequential:
             try:
                 shape = tuple(layer.output_shape(shape))
             except ValueError as err:
-                raise ValueError(f"Sequential: layer {i} ({layer.name}) cannot take input of shape {shape}: {err}")
+                message = f"Sequential: layer {i} ({layer.name}) cannot take input of shape {shape}: {err}"
+                raise ValueError(message) from err
             shapes.append(shape)
         return shapes
 
@@ -214,7 +215,7 @@ class Sequential:
         input_shape = input_shape or self.input_shape
         shapes = self.output_shapes(input_shape) if input_shape else [None] * len(self.layers)
         rows = [("#", "Layer", "Output shape", "Params")]
-        for i, (layer, shape) in enumerate(zip(self.layers, shapes)):
+        for i, (layer, shape) in enumerate(zip(self.layers, shapes, strict=True)):
             shape_text = "?" if shape is None else str((None, *shape))
             rows.append((str(i), repr(layer), shape_text, f"{layer.num_parameters():,}"))
         widths = [max(len(row[c]) for row in rows) for c in range(4)]

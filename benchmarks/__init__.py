@@ -1,0 +1,1 @@
+"""Benchmarks and result reproductions; run as ``python -m benchmarks.compare`` / ``python -m benchmarks.results``."""

@@ -1,0 +1,262 @@
+"""numpycnn against PyTorch on this machine's CPU, side by side.
+
+Run ``python -m benchmarks.compare`` (add ``--quick`` for a short run). Each measurement alternates the two systems
+for several rounds and reports medians, so that both see the same machine state. Without PyTorch installed it
+prints numpycnn's figures alone. Prints a Markdown table (also written to ``--output`` if given).
+
+Measured:
+1. training throughput of the original network (batch 64, float32, SGD);
+2. inference throughput of the original network (batch 1000);
+3. training throughput of ``numpycnn.models.deep_cnn`` against the same architecture in PyTorch (batch 128);
+4. wall time and peak resident memory of the full original experiment (``numpycnn train``, 10 epochs);
+5. the loop-based reference convolution and pooling against the vectorised ones (what vectorisation buys).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from numpycnn import datasets, models, reference
+from numpycnn.functional import conv as fast_conv
+from numpycnn.functional import pool as fast_pool
+from numpycnn.losses import CrossEntropyLoss
+from numpycnn.optim import SGD
+
+try:
+    import torch
+except ImportError:  # the benchmark still reports numpycnn's own figures
+    torch = None
+
+
+def blas_threads() -> int:
+    """Threads NumPy's BLAS uses (threadpoolctl where installed, else the CPU count)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
+        if counts:
+            return int(counts[0])
+    except ImportError:
+        pass
+    return os.cpu_count() or 1
+
+
+def mnist_batches(batch_size: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    images, labels = datasets.load("mnist", "train")
+    n = batch_size * count
+    x = images[:n].astype(np.float32) / 255.0  # (n, 1, 28, 28)
+    y = labels[:n]
+    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+
+
+# -- one system's timed loops ----------------------------------------------------------------------------------
+def numpy_train_loop(model, batches, lr: float = 0.1) -> Callable[[], float]:
+    loss, optimizer = CrossEntropyLoss(), SGD(lr=lr)
+
+    def run() -> float:
+        start = time.perf_counter()
+        for xb, yb in batches:
+            loss.forward(model.forward(xb, training=True), yb)
+            model.backward(loss.backward())
+            optimizer.step(model)
+        return len(batches) * len(batches[0][0]) / (time.perf_counter() - start)
+
+    return run
+
+
+def torch_train_loop(net, batches, lr: float = 0.1) -> Callable[[], float]:
+    loss_fn, optimizer = torch.nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=lr)
+    tensors = [(torch.from_numpy(xb), torch.from_numpy(yb)) for xb, yb in batches]
+    net.train()
+
+    def run() -> float:
+        start = time.perf_counter()
+        for xb, yb in tensors:
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(net(xb), yb).backward()
+            optimizer.step()
+        return len(tensors) * len(tensors[0][0]) / (time.perf_counter() - start)
+
+    return run
+
+
+def numpy_infer_loop(model, x: np.ndarray, repeats: int) -> Callable[[], float]:
+    def run() -> float:
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model.forward(x, training=False)
+        return repeats * len(x) / (time.perf_counter() - start)
+
+    return run
+
+
+def torch_infer_loop(net, x: np.ndarray, repeats: int) -> Callable[[], float]:
+    xt = torch.from_numpy(x)
+    net.eval()
+
+    def run() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for _ in range(repeats):
+                net(xt)
+        return repeats * len(x) / (time.perf_counter() - start)
+
+    return run
+
+
+def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Run each system once per round, in turn, after one warm-up each; return the median of each."""
+    for run in runs.values():
+        run()
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            samples[name].append(run())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+# -- the measurements ------------------------------------------------------------------------------------------
+def compare_training(builder, batch_size: int, steps: int, rounds: int, lr: float) -> dict[str, float]:
+    batches = mnist_batches(batch_size, steps)
+    model = builder()
+    runs = {"numpycnn": numpy_train_loop(model, batches, lr)}
+    if torch is not None:
+        from benchmarks.torch_models import to_torch
+
+        runs["pytorch"] = torch_train_loop(to_torch(builder()), batches, lr)
+    return alternate(runs, rounds)
+
+
+def compare_inference(builder, batch_size: int, repeats: int, rounds: int) -> dict[str, float]:
+    x = mnist_batches(batch_size, 1)[0][0]
+    model = builder()
+    runs = {"numpycnn": numpy_infer_loop(model, x, repeats)}
+    if torch is not None:
+        from benchmarks.torch_models import to_torch
+
+        runs["pytorch"] = torch_infer_loop(to_torch(model), x, repeats)
+    return alternate(runs, rounds)
+
+
+def full_experiment() -> dict[str, float]:
+    """Wall time and peak RSS of ``numpycnn train`` (the original experiment) in a child process."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "numpycnn", "train", "--out", out, "--no-plots", "--quiet"],
+                       check=True)
+        wall = time.perf_counter() - start
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        import json
+
+        accuracy = json.loads((Path(out) / "metrics.json").read_text())["test_accuracy"]
+    return {"seconds": wall, "peak_mib": peak_kib / 1024, "test_accuracy": accuracy}
+
+
+def vectorisation_gain(rounds: int) -> dict[str, float]:
+    """Seconds for forward+backward of the original conv and pool on 8 images: loops against vectorised."""
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 1, 28, 28), dtype=np.float32)
+    w = rng.standard_normal((8, 1, 3, 3), dtype=np.float32)
+    b = np.zeros(8, np.float32)
+
+    def timed(fn: Callable[[], object], repeats: int) -> float:
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            times.append((time.perf_counter() - start) / repeats)
+        return statistics.median(times)
+
+    def loops() -> None:
+        y = reference.conv2d_forward(x, w, b, stride=1, padding=0)
+        p = reference.maxpool2d_forward(y, kernel_size=2, stride=2)
+        reference.maxpool2d_backward(np.ones_like(p), y, kernel_size=2, stride=2)
+        reference.conv2d_backward(np.ones_like(y), x, w, stride=1, padding=0)
+
+    def vectorised() -> None:
+        y, conv_cache = fast_conv.conv2d_forward(x, w, b, stride=1, padding=0)
+        p, pool_cache = fast_pool.maxpool2d_forward(y, kernel_size=2, stride=2)
+        fast_pool.maxpool2d_backward(np.ones_like(p), pool_cache)
+        fast_conv.conv2d_backward(np.ones_like(y), conv_cache)
+
+    return {"loops": timed(loops, 1), "vectorised": timed(vectorised, 200)}
+
+
+# -- report ----------------------------------------------------------------------------------------------------
+def ratio_row(name: str, figures: dict[str, float], unit: str, target: float) -> str:
+    ours = figures["numpycnn"]
+    theirs = figures.get("pytorch")
+    if theirs is None:
+        return f"| {name} | {ours:,.0f} {unit} | (PyTorch not installed) | | {target:.1f}x |"
+    ratio = ours / theirs
+    verdict = "met" if ratio >= target else f"missed by {target - ratio:.2f}x"
+    return f"| {name} | {ours:,.0f} {unit} | {theirs:,.0f} {unit} | **{ratio:.2f}x** | {target:.1f}x ({verdict}) |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per measurement (median)")
+    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds, no full experiment")
+    parser.add_argument("--skip-full", action="store_true", help="skip the 10-epoch original experiment")
+    parser.add_argument("--output", type=Path, help="also write the Markdown table here")
+    args = parser.parse_args(argv)
+    rounds = 2 if args.quick else args.rounds
+    threads = blas_threads()
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+    seed_train = compare_training(models.seed_cnn, 64, 40 if args.quick else 200, rounds, lr=0.1)
+    seed_infer = compare_inference(models.seed_cnn, 1000, 3 if args.quick else 10, rounds)
+    deep_train = compare_training(models.deep_cnn, 128, 3 if args.quick else 12, rounds, lr=0.01)
+    gain = vectorisation_gain(1 if args.quick else 3)
+
+    torch_version = torch.__version__ if torch is not None else "not installed"
+    lines = [
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"Python {platform.python_version()}, NumPy {np.__version__}, PyTorch {torch_version}; "
+        f"{threads} BLAS/torch threads; {time.strftime('%Y-%m-%d')}; median of {rounds} alternating rounds.",
+        "",
+        "| measurement | numpycnn | PyTorch (CPU) | ratio | target |",
+        "|---|---|---|---|---|",
+        ratio_row("original network, training, batch 64", seed_train, "img/s", 1.5),
+        ratio_row("original network, inference, batch 1000", seed_infer, "img/s", 1.0),
+        ratio_row("deep_cnn, training, batch 128", deep_train, "img/s", 1.0),
+    ]
+    if not (args.quick or args.skip_full):
+        full = full_experiment()
+        wall_ok = "met" if full["seconds"] < 40 else f"missed by {full['seconds'] - 40:.1f} s"
+        mem_ok = "met" if full["peak_mib"] < 600 else f"missed by {full['peak_mib'] - 600:.0f} MiB"
+        lines.append(
+            f"| original experiment, `numpycnn train` (10 epochs), wall time | {full['seconds']:.1f} s | | | "
+            f"< 40 s ({wall_ok}) |"
+        )
+        lines.append(f"| same, peak resident memory | {full['peak_mib']:.0f} MiB | | | < 600 MiB ({mem_ok}) |")
+        lines.append(f"| same, test accuracy | {100 * full['test_accuracy']:.2f}% | | | |")
+    lines += [
+        "",
+        f"Loop-based reference (`numpycnn.reference`, the original style) vs vectorised, conv 1->8 3x3 + max pool, "
+        f"forward and backward of 8 images: {gain['loops'] * 1e3:,.1f} ms vs {gain['vectorised'] * 1e3:,.3f} ms "
+        f"(**{gain['loops'] / gain['vectorised']:,.0f}x** faster).",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.output:
+        args.output.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
