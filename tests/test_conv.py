@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from numpycnn import reference
+from numpycnn.functional import conv as conv_module
 from numpycnn.functional.conv import Workspace, conv2d_backward, conv2d_forward
 from numpycnn.gradcheck import gradcheck
 from numpycnn.layers import Conv2D
@@ -23,6 +24,13 @@ CASES = [
     (1, 2, 3, 3, 3, 5, 1, 1),
 ]
 IDS = [f"x{c[:4]}-f{c[4]}-k{c[5]}-s{c[6]}-p{c[7]}" for c in CASES]
+
+
+@pytest.fixture(autouse=True, params=["channel-major", "batch-major"])
+def layout(request, monkeypatch):
+    """Run every test under both im2col layouts (chosen by the size of K = C kh kw in normal use)."""
+    monkeypatch.setattr(conv_module, "SMALL_K", 0 if request.param == "channel-major" else 10**9)
+    return request.param
 
 
 def setup(case, dtype=np.float64, seed=0, bias=True):

@@ -14,6 +14,11 @@ add runs over long contiguous rows instead of rows of ``Wo`` elements. The ``Wq 
 are computed and dropped; in backward their upstream gradient is zero, so they add nothing to ``dw`` or
 ``dx``.
 
+When ``K = C kh kw`` is small (below :data:`SMALL_K`, e.g. the single-channel first layer), one (F, K) x (K, M)
+product is a poor fit for BLAS (the weight gradient becomes a long, thin reduction), so a batch-major layout is
+used instead: ``cols`` (N, C, kh, kw, Ho, Wo), the product batched over N with ``np.matmul`` writing straight
+into the (N, F, Ho, Wo) output, and no transposing copies at all.
+
 Buffers can live in a :class:`Workspace` that the layer keeps across batches, so the hot path allocates (and
 page-faults) only the arrays it returns.
 """
@@ -66,6 +71,11 @@ class ConvGeometry(NamedTuple):
     Wb: int  # columns of the padded buffer
     Wq: int  # columns of the computed output grid (Wb for stride 1, Wo otherwise)
     wide: bool  # stride 1: each window is one contiguous run of the flattened padded image
+    batched: bool  # small K: batch-major layout, one small product per image
+
+
+#: Below this ``K = C kh kw`` the batch-major layout is used (measured: 2-4x faster for K = 9, slower for K = 288).
+SMALL_K = 64
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -91,10 +101,11 @@ def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: in
             f"conv2d: kernel ({kh}, {kw}) is larger than the padded input ({H + 2 * ph}, {W + 2 * pw}) "
             f"(input shape {tuple(x_shape)}, padding ({ph}, {pw}))."
         )
-    wide = sh == 1 and sw == 1
+    batched = C * kh * kw < SMALL_K
+    wide = sh == 1 and sw == 1 and not batched
     Hb = H + 2 * ph + (1 if wide and kw > 1 else 0)
     Wb = W + 2 * pw
-    return ConvGeometry(N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo, Hb, Wb, Wb if wide else Wo, wide)
+    return ConvGeometry(N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo, Hb, Wb, Wb if wide else Wo, wide, batched)
 
 
 def _window(buf: np.ndarray, g: ConvGeometry, i: int, j: int) -> np.ndarray:
@@ -165,6 +176,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
     ((2, 4, 5, 5), 9.0, 4.0)
     """
     g = conv_geometry(x.shape, w.shape, stride, padding)
+    if g.batched:
+        return _forward_batched(x, w, b, g, workspace)
     dtype = x.dtype
     K, M = g.C * g.kh * g.kw, g.N * g.Ho * g.Wq
     xbuf = _buffer(workspace, "x", (g.C, g.N, g.Hb, g.Wb), dtype)  # zero border, written interior
@@ -213,6 +226,8 @@ def conv2d_backward(dout: np.ndarray, cache: Any, need_dx: bool = True
             f"conv2d_backward: `dout` must have the output's shape {(g.N, g.F, g.Ho, g.Wo)}. "
             f"Got {dout.shape}."
         )
+    if g.batched:
+        return _backward_batched(np.ascontiguousarray(dout), cols, w_mat, g, has_bias, workspace, need_dx)
     dtype = cols.dtype
     K, M = g.C * g.kh * g.kw, g.N * g.Ho * g.Wq
     dy = _buffer(workspace, "dy", (g.F, g.N, g.Ho, g.Wq), dtype)  # columns Wo: stay zero
@@ -233,3 +248,50 @@ def conv2d_backward(dout: np.ndarray, cache: Any, need_dx: bool = True
     inner = dxbuf[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]  # (C, N, H, W), the padding cropped
     dx[...] = inner.transpose(1, 0, 2, 3)  # (C, N, H, W) -> (N, C, H, W)
     return dx, dw, db
+
+
+def _forward_batched(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: ConvGeometry,
+                     workspace: Workspace | None) -> tuple[np.ndarray, Any]:
+    """:func:`conv2d_forward` for small K: ``y[n] = W_mat @ cols[n]``, written straight into (N, F, Ho, Wo)."""
+    dtype = x.dtype
+    K, L = g.C * g.kh * g.kw, g.Ho * g.Wo
+    xp = x
+    if g.ph or g.pw:
+        xp = _buffer(workspace, "x", (g.N, g.C, g.Hb, g.Wb), dtype)  # zero border, written interior
+        xp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x
+    cols = _buffer(workspace, "cols", (g.N, g.C, g.kh, g.kw, g.Ho, g.Wo), dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            cols[:, :, i, j] = xp[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw]
+    w_mat = w.reshape(g.F, K).astype(dtype, copy=False)  # (F, C*kh*kw)
+    out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
+    np.matmul(w_mat, cols.reshape(g.N, K, L), out=out.reshape(g.N, g.F, L))  # (F, K) @ (N, K, L) -> (N, F, L)
+    if b is not None:
+        out += b.astype(dtype, copy=False)[:, None, None]
+    return out, (cols, w_mat, g, b is not None, workspace)
+
+
+def _backward_batched(dout: np.ndarray, cols: np.ndarray, w_mat: np.ndarray, g: ConvGeometry, has_bias: bool,
+                      workspace: Workspace | None, need_dx: bool
+                      ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """:func:`conv2d_backward` for the batch-major layout of :func:`_forward_batched`."""
+    K, L = g.C * g.kh * g.kw, g.Ho * g.Wo
+    dy = dout.reshape(g.N, g.F, L)  # (N, F, Ho*Wo), a view
+    cols3 = cols.reshape(g.N, K, L)  # (N, K, Ho*Wo)
+    dw = np.matmul(dy, cols3.transpose(0, 2, 1)).sum(axis=0)  # (N, F, L) @ (N, L, K) -> (N, F, K) -> (F, K)
+    dw = dw.reshape(g.F, g.C, g.kh, g.kw)
+    db = dy.sum(axis=2).sum(axis=0) if has_bias else None  # contiguous axis first
+    if not need_dx:
+        return None, dw, db
+    dcols = _buffer(workspace, "dcols", cols.shape, cols.dtype)  # (N, C, kh, kw, Ho, Wo)
+    np.matmul(w_mat.T, dy, out=dcols.reshape(g.N, K, L))  # (K, F) @ (N, F, L) -> (N, K, L)
+    padded = g.ph or g.pw
+    dxp = _buffer(workspace, "dx", (g.N, g.C, g.Hb, g.Wb), cols.dtype) if padded else \
+        np.zeros((g.N, g.C, g.H, g.W), cols.dtype)  # returned itself when there is no padding
+    dxp.fill(0)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            dxp[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw] += dcols[:, :, i, j]
+    if not padded:
+        return dxp, dw, db
+    return np.ascontiguousarray(dxp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]), dw, db
