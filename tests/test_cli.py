@@ -248,3 +248,25 @@ def test_usage_errors_and_version(capsys):
 def test_data_subcommand_is_wired(capsys):
     assert main(["data", "verify", "mnist"]) == 0
     assert "mnist" in capsys.readouterr().out.lower()
+
+
+def test_the_model_choices_are_the_library_registry():
+    from numpycnn import cli, models
+
+    assert set(cli.MODELS) == set(models.MODELS)
+
+
+def test_patience_needs_a_validation_split(tmp_path, capsys):
+    code = main(["train", "--limit", "200", "--epochs", "1", "--patience", "2", "--out", str(tmp_path), "--quiet"])
+    assert code == 2
+    assert "--patience needs a validation set" in capsys.readouterr().err
+
+
+def test_patience_stops_early_on_the_validation_loss(tmp_path, capsys):
+    # lr 5 is far too high: the validation loss soon stops improving, and patience 1 ends the run early.
+    code = main(["train", "--limit", "300", "--epochs", "6", "--val-split", "0.2", "--patience", "1",
+                 "--lr", "5", "--out", str(tmp_path), "--quiet", "--no-plots"])
+    val_loss = json.loads((tmp_path / "history.json").read_text())["history"]["val_loss"]
+    assert code == 0
+    assert len(val_loss) < 6
+    assert val_loss[-1] >= min(val_loss[:-1])  # it stopped because the last epoch did not improve

@@ -119,3 +119,14 @@ def test_models_round_trip_through_model_files(tmp_path, name):
     x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
     assert loaded.get_config() == model.get_config()
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize(("name", "has_batch_norm", "has_dropout"), [
+    ("deep-plain", False, False), ("deep-dropout", False, True), ("deep", True, True),
+])
+def test_the_ablation_variants_take_away_one_part_at_a_time(name, has_batch_norm, has_dropout):
+    kinds = {layer.name for layer in build_model(name).layers}
+    assert ("BatchNorm2D" in kinds) == has_batch_norm
+    assert ("Dropout" in kinds) == has_dropout
+    convs = [layer for layer in build_model(name).layers if layer.name == "Conv2D"]
+    assert all(("bias" in conv.params) != has_batch_norm for conv in convs)

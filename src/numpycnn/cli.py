@@ -31,7 +31,7 @@ import numpy as np
 
 from numpycnn.errors import DataError, ModelFileError, TrainingError
 
-MODELS = ("seed", "lenet5", "deep")
+MODELS = ("seed", "lenet5", "deep", "deep-plain", "deep-dropout")  # numpycnn.models.MODELS (tested to agree)
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "cosine")
@@ -40,7 +40,8 @@ NORMALIZATIONS = ("auto", "none", "standard")
 #: The original experiment; ``train`` with no options runs exactly this.
 TRAIN_DEFAULTS: dict[str, Any] = {
     "model": "seed", "dataset": "mnist", "epochs": 10, "batch_size": 64, "lr": 0.1, "optimizer": "sgd",
-    "schedule": "none", "augment": False, "val_split": 0.0, "seed": 0, "limit": None, "normalize": "auto",
+    "schedule": "none", "augment": False, "val_split": 0.0, "patience": None, "seed": 0, "limit": None,
+    "normalize": "auto",
 }
 #: Options that may differ between an interrupted run and its ``--resume``.
 _RESUMABLE_CHANGES = ("epochs",)
@@ -90,6 +91,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default none)")
     p.add_argument("--augment", action="store_true", default=None, help="random shifts (and flips for CIFAR)")
     p.add_argument("--val-split", type=float, help="fraction of the training set held out (default 0)")
+    p.add_argument("--patience", type=int,
+                   help="stop when the validation loss has not improved for this many epochs and keep the best "
+                        "weights (needs --val-split)")
     p.add_argument("--seed", type=int, help=f"random seed (default {d['seed']})")
     p.add_argument("--normalize", choices=NORMALIZATIONS,
                    help="input scaling: 'none' is x/255 (the original), 'standard' per-channel mean/std; "
@@ -295,6 +299,10 @@ def _callbacks(config: dict[str, Any], checkpoint: Path) -> list[Any]:
     from numpycnn import callbacks, schedules
 
     result: list[Any] = [callbacks.TrainingCheckpoint(checkpoint)]
+    if config["patience"] is not None:
+        if not config["val_split"]:
+            raise ValueError("--patience needs a validation set to watch: add --val-split, e.g. --val-split 0.1.")
+        result.append(callbacks.EarlyStopping("val_loss", patience=config["patience"], restore_best_weights=True))
     epochs = config["epochs"]
     if config["schedule"] == "step":
         result.append(callbacks.LearningRateScheduler(schedules.StepLR(step_size=max(1, epochs // 3))))
