@@ -72,7 +72,8 @@ def test_models_are_initialised_for_their_activations():
 
 
 def test_build_model_errors_list_the_names():
-    with pytest.raises(ValueError, match=r"build_model: `name` must be one of \['deep', 'deep-dropout', 'deep-plain', 'lenet5', 'seed'\]\. "
+    with pytest.raises(ValueError, match=r"build_model: `name` must be one of "
+                                         r"\['deep', 'deep-dropout', 'deep-plain', 'lenet5', 'seed'\]\. "
                                          r"Got 'resnet'"):
         build_model("resnet")
     with pytest.raises(TypeError):

@@ -338,6 +338,7 @@ def run_metrics(config: dict[str, Any], history: Any, scores: dict[str, float], 
                 n_train: int, n_test: int) -> dict[str, Any]:
     """The figures ``metrics.json`` records: test scores, time, speed, settings and the machine."""
     import platform
+    from datetime import datetime, timezone
 
     from numpycnn import __version__
 
@@ -355,6 +356,7 @@ def run_metrics(config: dict[str, Any], history: Any, scores: dict[str, float], 
         "normalization": model.normalization,
         "numpy_version": np.__version__, "numpycnn_version": __version__,
         "python_version": platform.python_version(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "machine": platform.machine(),
                     "processor": platform.processor(), "cpu_count": os.cpu_count()},
     }
