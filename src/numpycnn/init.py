@@ -6,12 +6,14 @@ For a weight with fan-in :math:`n_{in}` and fan-out :math:`n_{out}` (for a convo
 .. math::
 
     W \\sim \\mathcal{N}\\left(0, \\frac{g^2}{n_{in}}\\right) \\quad \\text{(He, } g^2 = 2 \\text{ for ReLU,}
-    \\ 2/(1 + a^2) \\text{ for LeakyReLU with slope } a)
+    \\ 2/(1 + a^2) \\text{ for LeakyReLU)}
 
     W \\sim \\mathcal{U}\\left(-\\sqrt{\\tfrac{6}{n_{in} + n_{out}}}, \\sqrt{\\tfrac{6}{n_{in} + n_{out}}}\\right)
     \\quad \\text{(Glorot)}
 
-Biases start at zero.
+Biases start at zero. For LeakyReLU the gain uses PyTorch's default slope :math:`a = 0.01`
+(:data:`DEFAULT_NEGATIVE_SLOPE`) whatever the layer's own slope; for :math:`a \\le 0.1` that changes the standard
+deviation by under 0.5%.
 """
 
 from __future__ import annotations
