@@ -32,9 +32,10 @@ import numpy as np
 from numpycnn._checks import fail, positive_int, real_in_range
 from numpycnn.callbacks import HISTORY_KEYS, Callback, History, callback_keys, restore_training_state
 from numpycnn.errors import TrainingError
+from numpycnn.functional.activations import softmax_forward
 from numpycnn.model import Sequential
 
-__all__ = ["HISTORY_KEYS", "Batches", "History", "Trainer", "evaluate", "fit", "predict", "softmax_into"]
+__all__ = ["HISTORY_KEYS", "Batches", "History", "Trainer", "evaluate", "fit", "predict"]
 
 #: A layer-free augmentation, ``augment(batch, rng) -> batch``, on float images in [0, 1], ``(B, C, H, W)``.
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -200,17 +201,6 @@ def evaluate(model: Sequential, x: Any, y: Any, batch_size: int = 1000, loss: An
     return _evaluate_batches(model, batches, y, loss if loss is not None else _default_loss())
 
 
-def softmax_into(logits: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Row-wise softmax written into ``out``, leaving ``logits`` untouched.
-
-    .. math:: p_{ik} = e^{z_{ik} - m_i} / \\sum_j e^{z_{ij} - m_i}, \\qquad m_i = \\max_j z_{ij}
-    """
-    np.subtract(logits, logits.max(axis=1, keepdims=True), out=out)
-    np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
-    return out
-
-
 def predict(model: Sequential, x: Any, batch_size: int = 1000) -> np.ndarray:
     """Class probabilities ``(N, classes)``: softmax of the logits, unless the model ends with ``Softmax``.
 
@@ -230,7 +220,7 @@ def predict(model: Sequential, x: Any, batch_size: int = 1000) -> np.ndarray:
         if ends_with_softmax:
             probs[part] = outputs
         else:
-            softmax_into(outputs, probs[part])
+            probs[part] = softmax_forward(outputs)[0]
     return probs
 
 
