@@ -11,7 +11,7 @@ from numpycnn import TrainingError
 from numpycnn.datasets import load
 from numpycnn.datasets.transforms import channel_stats, standardize, to_float
 from numpycnn.layers import BatchNorm1D, Dense, Dropout, Flatten, ReLU, Softmax
-from numpycnn.model import Sequential
+from numpycnn.model import Sequential, iter_parameters
 from numpycnn.optim import SGD, Adam
 from numpycnn.training import HISTORY_KEYS, Batches, History, evaluate, fit, predict
 
@@ -292,3 +292,21 @@ def test_fit_leaves_the_callers_data_and_evaluate_leaves_the_model_alone():
     evaluate(model, x, y)
     predict(model, x)
     assert all(np.array_equal(state[k], v) for k, v in model.state_dict().items())  # BN statistics too
+
+
+def test_backward_without_input_grad_gives_identical_parameter_gradients():
+    """``fit`` calls ``backward(grad, input_grad=False)``: the first conv skips dx, the other gradients match."""
+    from numpycnn.models import deep_cnn, seed_cnn
+
+    x = np.random.default_rng(0).random((6, 1, 28, 28), dtype=np.float32)
+    for build in (seed_cnn, deep_cnn, mlp):
+        grads = []
+        for input_grad in (True, False):
+            model = build(seed=0)
+            model.forward(x, training=False)
+            dx = model.backward(np.ones((6, 10), np.float32), input_grad=input_grad)
+            assert (dx is None) == (not input_grad and build is not mlp)
+            assert model.layers[0].__dict__.get("compute_input_grad", True)  # restored afterwards
+            grads.append({k: g.copy() for k, _, g in iter_parameters(model)})
+        for key in grads[0]:
+            np.testing.assert_array_equal(grads[0][key], grads[1][key], err_msg=key)

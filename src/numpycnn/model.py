@@ -72,10 +72,26 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
-        for layer in reversed(self.layers):
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate ``grad`` (the loss gradient of the output); every layer fills its ``grads``.
+
+        Returns the gradient with respect to the model's input. With ``input_grad=False`` (training, where
+        nobody uses it) a first layer that can skip it (``compute_input_grad``, e.g. Conv2D) does, and the
+        result is ``None``; the parameter gradients are the same either way.
+        """
+        for layer in reversed(self.layers[1:]):
             grad = layer.backward(grad)
-        return grad
+        if not self.layers:
+            return grad
+        first = self.layers[0]
+        if input_grad or not hasattr(first, "compute_input_grad"):
+            return first.backward(grad)
+        saved, first.compute_input_grad = first.compute_input_grad, False
+        try:
+            first.backward(grad)
+        finally:
+            first.compute_input_grad = saved
+        return None
 
     def zero_grad(self) -> None:
         for layer in self.layers:

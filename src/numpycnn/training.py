@@ -271,7 +271,7 @@ class Trainer:
                 f"Try a lower learning rate (lr={self.optimizer.lr:g}) or normalised inputs."
             )
         hits = int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
-        self.model.backward(self.loss.backward())
+        self.model.backward(self.loss.backward(), input_grad=False)
         self.optimizer.step(self.model)
         return value, hits
 
