@@ -90,6 +90,8 @@ def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
     [[5.0, 7.0], [13.0, 15.0]]
     """
     g = pool_geometry(x.shape, kernel_size, stride)
+    if (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2):
+        return _maxpool2x2_forward(x, g)
     views = _offsets(x, g)
     out = np.array(next(views))  # (N, C, Ho, Wo), a copy of offset (0, 0)
     argmax = np.zeros(out.shape, dtype=np.uint8 if g.kh * g.kw < 256 else np.int32)
@@ -104,6 +106,8 @@ def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
 def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
     """Gradient of :func:`maxpool2d_forward`: ``dout`` routed to each window's first maximum."""
     g, argmax, dtype = cache
+    if isinstance(argmax, tuple):
+        return _maxpool2x2_backward(dout, g, argmax, dtype)
     dx, disjoint = _grad_buffer(g, dtype)
     hit = np.empty(argmax.shape, dtype=bool)
     for t, view in enumerate(_offsets(dx, g)):
@@ -112,6 +116,36 @@ def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
             np.multiply(dout, hit, out=view)
         else:
             view += dout * hit
+    return dx
+
+
+def _maxpool2x2_forward(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, Any]:
+    """2x2 windows, stride 2, as two pairwise maxima: first within rows, then across the two rows.
+
+    Row 0 wins unless row 1's maximum is strictly greater, and within a row column 0 unless column 1 is
+    strictly greater, which is the first maximum in row-major window order. Two boolean masks replace the
+    argmax: ``right`` (N, C, 2 Ho, Wo) and ``lower`` (N, C, Ho, Wo). Four passes instead of ten.
+    """
+    xc = x[:, :, :2 * g.Ho, :2 * g.Wo]  # (N, C, 2Ho, 2Wo), the rows and columns the windows cover
+    left, right_col = xc[:, :, :, 0::2], xc[:, :, :, 1::2]  # (N, C, 2Ho, Wo) each
+    right = np.greater(right_col, left)  # (N, C, 2Ho, Wo): column 1 strictly greater
+    rows = np.maximum(left, right_col)  # (N, C, 2Ho, Wo): the maximum of each row of each window
+    upper, lower_row = rows[:, :, 0::2], rows[:, :, 1::2]  # (N, C, Ho, Wo) each
+    lower = np.greater(lower_row, upper)  # (N, C, Ho, Wo): row 1 strictly greater
+    out = np.maximum(upper, lower_row)  # (N, C, Ho, Wo)
+    return out, (g, (right, lower), x.dtype)
+
+
+def _maxpool2x2_backward(dout: np.ndarray, g: PoolGeometry, masks: tuple[np.ndarray, np.ndarray],
+                         dtype: Any) -> np.ndarray:
+    """Gradient of :func:`_maxpool2x2_forward`: ``dout`` to the winning row, then to the winning column."""
+    right, lower = masks
+    drows = np.empty(right.shape, dtype)  # (N, C, 2Ho, Wo): gradient of each window row's maximum
+    np.multiply(dout, lower, out=drows[:, :, 1::2])
+    np.multiply(dout, ~lower, out=drows[:, :, 0::2])
+    dx, _ = _grad_buffer(g, dtype)
+    np.multiply(drows, right, out=dx[:, :, :2 * g.Ho, 1:2 * g.Wo:2])
+    np.multiply(drows, ~right, out=dx[:, :, :2 * g.Ho, 0:2 * g.Wo:2])
     return dx
 
 
