@@ -66,9 +66,22 @@ class Sequential:
 
     # -- running ------------------------------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
+        for i in self._execution_order():
+            x = self.layers[i].forward(x, training=training)
         return x
+
+    def _execution_order(self) -> list[int]:
+        """Layer indices in the order they run: each ``ReLU`` directly followed by ``MaxPool2D`` swaps with it.
+
+        ReLU is non-decreasing, so :math:`\\max_{win} \\mathrm{relu}(x) = \\mathrm{relu}(\\max_{win} x)`; the
+        pooled maximum is at the same (first) position whenever it is positive, and the gradient is zero
+        otherwise, so outputs and gradients are unchanged while the ReLU works on the pooled values only.
+        """
+        order = list(range(len(self.layers)))
+        for i in range(len(self.layers) - 1):
+            if self.layers[i].name == "ReLU" and self.layers[i + 1].name == "MaxPool2D" and order[i] == i:
+                order[i], order[i + 1] = i + 1, i
+        return order
 
     __call__ = forward
 
@@ -79,11 +92,12 @@ class Sequential:
         nobody uses it) a first layer that can skip it (``compute_input_grad``, e.g. Conv2D) does, and the
         result is ``None``; the parameter gradients are the same either way.
         """
-        for layer in reversed(self.layers[1:]):
-            grad = layer.backward(grad)
+        order = self._execution_order()
+        for i in reversed(order[1:]):
+            grad = self.layers[i].backward(grad)
         if not self.layers:
             return grad
-        first = self.layers[0]
+        first = self.layers[order[0]]
         if input_grad or not hasattr(first, "compute_input_grad"):
             return first.backward(grad)
         saved, first.compute_input_grad = first.compute_input_grad, False
