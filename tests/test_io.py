@@ -429,7 +429,7 @@ def test_interrupted_save_leaves_old_file_and_no_temporary(tmp_path, monkeypatch
 
 
 def test_failure_while_writing_tensors_leaves_no_file(tmp_path, monkeypatch):
-    real_fdopen = os.fdopen
+    real_open = open
 
     class DiskFills:  # the disk fills up after 100 bytes
         def __init__(self, f):
@@ -450,7 +450,9 @@ def test_failure_while_writing_tensors_leaves_no_file(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode: DiskFills(real_fdopen(fd, mode)))
+    import numpycnn._files
+
+    monkeypatch.setattr(numpycnn._files, "open", lambda name, mode: DiskFills(real_open(name, mode)), raising=False)
     with pytest.raises(OSError, match="No space left"):
         save_model(_mlp(), tmp_path / "m.safetensors")
     monkeypatch.undo()

@@ -29,12 +29,12 @@ import json
 import math
 import os
 import struct
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 import numpy as np
 
+from numpycnn._files import atomic_write
 from numpycnn.errors import ModelFileError
 from numpycnn.layers.base import LAYER_REGISTRY
 from numpycnn.model import Sequential
@@ -61,33 +61,9 @@ def _error(path: Any, problem: str) -> ModelFileError:
 
 # -- writing -------------------------------------------------------------------------------------------------
 def _atomic_write(path: Any, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through ``write(file)`` to a temporary file beside ``path``, fsync it, rename it into place."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable; not possible on every platform
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it into place."""
+    with atomic_write(path) as f:
+        write(f)
 
 
 def _little_endian(name: str, value: Any) -> tuple[str, np.ndarray]:

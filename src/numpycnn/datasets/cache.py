@@ -7,13 +7,10 @@ then the known local folders in :data:`LOCAL_DIRS` (the package's own MNIST, Deb
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 
@@ -85,24 +82,3 @@ def candidate_paths(directory: Path, file_name: str) -> list[Path]:
     if file_name.endswith(".gz"):
         paths.append(directory / file_name[: -len(".gz")])
     return paths
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path`` for writing; on success move it onto ``path`` (``os.replace``).
-
-    If the block raises (or the process is interrupted), the temporary file is removed and ``path`` is
-    untouched, so no reader ever sees a half-written file.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

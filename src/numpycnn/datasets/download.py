@@ -11,12 +11,10 @@ for a local mirror or for tests; ``file://`` URLs work too.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -24,6 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from numpycnn._files import atomic_write
 from numpycnn.datasets.registry import DatasetSpec, FileSpec
 from numpycnn.errors import DataError
 
@@ -101,26 +100,18 @@ def download_file(
 def _fetch(url: str, file: FileSpec, directory: Path, verify: Callable[[Path], object],
            progress: bool, timeout: float) -> Path:
     """Stream ``url`` to a temporary file in ``directory``, verify it, move it to ``directory/file.name``."""
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{file.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                _stream(response, out, file, progress)
-            out.flush()
-            os.fsync(out.fileno())
+    target = directory / file.name
+    with atomic_write(target) as out:  # the temporary file is removed if anything below fails
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            _stream(response, out, file, progress)
+        out.flush()
         try:
-            verify(tmp)
+            verify(Path(out.name))
         except DataError as e:
-            reason = str(e).replace(str(tmp), file.name).replace(" Delete it and fetch it again.", "")
+            reason = str(e).replace(out.name, file.name).replace(" Delete it and fetch it again.", "")
             raise DataError(f"downloaded file rejected: {reason}") from e
-        target = directory / file.name
-        os.replace(tmp, target)
-        return target
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    return target
 
 
 def _stream(response, out, file: FileSpec, progress: bool) -> None:
