@@ -1,0 +1,26 @@
+"""The README's hand-written training step runs and prints the losses its comments state."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_the_training_step_by_hand_prints_what_the_readme_says():
+    block = next(b for b in python_blocks() if "optimizer.step(model)" in b)
+    stated = [float(v) for v in re.findall(r"print\(.*\)\s+# ([0-9.]+):", block)]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(block, str(README), "exec"), {})
+    values = [float(line) for line in printed.getvalue().split()]
+    assert len(stated) == 2 and len(values) == 2
+    assert [round(v, 3) for v in values] == stated
+    assert values[1] < values[0]
