@@ -24,3 +24,10 @@ def test_the_training_step_by_hand_prints_what_the_readme_says():
     assert len(stated) == 2 and len(values) == 2
     assert [round(v, 3) for v in values] == stated
     assert values[1] < values[0]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    readme_commands = re.findall(r"^(python -m pip install -e .*pytest.*)$", README.read_text(), flags=re.MULTILINE)
+    ci_script = (README.parent / ".ci" / "run").read_text().splitlines()
+    assert len(readme_commands) == 1
+    assert readme_commands[0] in ci_script
