@@ -103,6 +103,46 @@ def test_matches_pytorch(case, dtype, rtol):
         assert np.abs(ours - theirs).max() / scale < rtol
 
 
+#: stride-1 cases for the input gradient by correlation: batch not divisible by the chunk, batch of one,
+#: many channels, and padding > k - 1 (col2im fallback)
+CORRELATION_CASES = [
+    (5, 4, 7, 6, 6, 3, 1, 1),
+    (1, 3, 5, 5, 8, 3, 1, 1),
+    (7, 8, 6, 5, 9, (2, 3), 1, (0, 2)),
+    (3, 9, 4, 5, 8, 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 3, None])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-4)])
+@pytest.mark.parametrize("case", CORRELATION_CASES)
+def test_input_grad_by_correlation_matches_reference_and_pytorch(case, dtype, tol, images_per_chunk,
+                                                                 monkeypatch):
+    """The chunked, col2im-free input gradient agrees with the loop oracle and PyTorch for any chunk size."""
+    layer, x = setup(case, dtype=dtype)
+    w, b = layer.params["weight"], layer.params["bias"]
+    y = layer.forward(x)
+    (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
+    if images_per_chunk is not None and ph < kh and pw < kw:  # bytes of the dx convolution's columns per image
+        g = conv_module.conv_geometry(y.shape, (case[1], case[4], kh, kw), 1, (kh - 1 - ph, kw - 1 - pw))
+        per_image = g.C * g.kh * g.kw * g.Ho * g.Wq * np.dtype(dtype).itemsize
+        monkeypatch.setattr(conv_module, "CHUNK_BYTES", images_per_chunk * per_image)
+    dy = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(dy)
+    ref_dx, ref_dw, ref_db = reference.conv2d_backward(dy.astype(np.float64), x.astype(np.float64),
+                                                       w.astype(np.float64), layer.stride, layer.padding)
+    for ours, ref in [(dx, ref_dx), (layer.grads["weight"], ref_dw), (layer.grads["bias"], ref_db)]:
+        assert ours.dtype == dtype
+        np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.conv2d(xt, torch.tensor(w), torch.tensor(b), padding=layer.padding).backward(
+        torch.tensor(dy))
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=tol, atol=tol * np.abs(ref_dx).max())
+    layer.forward(x)
+    np.testing.assert_array_equal(layer.backward(dy), dx)  # the reused workspace gives the same answer
+
+
 def test_seed_network_shapes_match_pytorch_at_float32():
     """The original network's layer, batch 64: float32 output and weight gradient within 1e-4 of PyTorch."""
     torch = pytest.importorskip("torch")

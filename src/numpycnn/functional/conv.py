@@ -19,6 +19,10 @@ product is a poor fit for BLAS (the weight gradient becomes a long, thin reducti
 used instead: ``cols`` (N, C, kh, kw, Ho, Wo), the product batched over N with ``np.matmul`` writing straight
 into the (N, F, Ho, Wo) output, and no transposing copies at all.
 
+In backward, ``dw = (X_col dY^T)^T`` with ``dY`` laid out (N Ho Wq, F) (a faster product shape than
+``dY X_col^T``), and for stride 1 the input gradient is itself a forward convolution of ``dy`` with the flipped
+kernel, run a few images at a time so its columns stay in cache (:func:`_input_grad_by_correlation`).
+
 Buffers can live in a :class:`Workspace` that the layer keeps across batches, so the hot path allocates (and
 page-faults) only the arrays it returns.
 """
@@ -39,6 +43,7 @@ class Workspace:
 
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
+        self._children: dict[str, Workspace] = {}
 
     def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         array = self._arrays.get(name)
@@ -47,8 +52,16 @@ class Workspace:
             self._arrays[name] = array
         return array
 
+    def child(self, name: str) -> Workspace:
+        """A nested workspace under ``name`` (for a convolution run inside another, as in backward)."""
+        child = self._children.get(name)
+        if child is None:
+            child = self._children[name] = Workspace()
+        return child
+
     def clear(self) -> None:
         self._arrays.clear()
+        self._children.clear()
 
 
 class ConvGeometry(NamedTuple):
@@ -76,6 +89,11 @@ class ConvGeometry(NamedTuple):
 
 #: Below this ``K = C kh kw`` the batch-major layout is used (measured: 2-4x faster for K = 9, slower for K = 288).
 SMALL_K = 64
+
+
+#: Column bytes per chunk when the input gradient runs as a chunked convolution: small enough to stay in the
+#: L2 cache between the im2col copies and the product (measured: 37 -> 27 ms for 128x32x28x28, 3x3).
+CHUNK_BYTES = 8 << 20
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -178,6 +196,17 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
     g = conv_geometry(x.shape, w.shape, stride, padding)
     if g.batched:
         return _forward_batched(x, w, b, g, workspace)
+    out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=x.dtype)
+    cols, w_mat = _forward_channel_major(x, w, b, g, workspace, out)
+    return out, (cols, w_mat, g, b is not None, workspace)
+
+
+def _forward_channel_major(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: ConvGeometry,
+                           workspace: Workspace | None, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Channel-major im2col and one product (steps 1-3 of the module docstring), written into ``out``.
+
+    Returns the column matrix (C, kh, kw, N, Ho, Wq) and ``w_mat`` (F, C kh kw), which backward needs.
+    """
     dtype = x.dtype
     K, M = g.C * g.kh * g.kw, g.N * g.Ho * g.Wq
     xbuf = _buffer(workspace, "x", (g.C, g.N, g.Hb, g.Wb), dtype)  # zero border, written interior
@@ -189,13 +218,12 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
     w_mat = w.reshape(g.F, K).astype(dtype, copy=False)  # (F, C*kh*kw)
     y = _buffer(workspace, "y", (g.F, g.N, g.Ho, g.Wq), dtype)
     np.matmul(w_mat, cols.reshape(K, M), out=y.reshape(g.F, M))  # (F, K) @ (K, N*Ho*Wq) -> (F, N*Ho*Wq)
-    out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
     y_nchw = y[:, :, :, :g.Wo].transpose(1, 0, 2, 3)  # (F, N, Ho, Wo) -> (N, F, Ho, Wo), a view
     if b is None:
         np.copyto(out, y_nchw)
     else:
         np.add(y_nchw, b.astype(dtype, copy=False)[:, None, None], out=out)
-    return out, (cols, w_mat, g, b is not None, workspace)
+    return cols, w_mat
 
 
 def conv2d_backward(dout: np.ndarray, cache: Any, need_dx: bool = True
@@ -230,15 +258,18 @@ def conv2d_backward(dout: np.ndarray, cache: Any, need_dx: bool = True
         return _backward_batched(np.ascontiguousarray(dout), cols, w_mat, g, has_bias, workspace, need_dx)
     dtype = cols.dtype
     K, M = g.C * g.kh * g.kw, g.N * g.Ho * g.Wq
-    dy = _buffer(workspace, "dy", (g.F, g.N, g.Ho, g.Wq), dtype)  # columns Wo: stay zero
-    dy[:, :, :, :g.Wo] = dout.transpose(1, 0, 2, 3)  # (N, F, Ho, Wo) -> (F, N, Ho, Wo)
-    dy_mat = dy.reshape(g.F, M)  # (F, N*Ho*Wq)
-    dw = (dy_mat @ cols.reshape(K, M).T).reshape(g.F, g.C, g.kh, g.kw)  # (F, M) @ (M, K) -> (F, K)
-    db = dy_mat.sum(axis=1) if has_bias else None
+    dy = _buffer(workspace, "dy", (g.N, g.Ho, g.Wq, g.F), dtype)  # columns Wo: stay zero
+    dy[:, :, :g.Wo] = dout.transpose(0, 2, 3, 1)  # (N, F, Ho, Wo) -> (N, Ho, Wo, F)
+    dy_mat = dy.reshape(M, g.F)  # (N*Ho*Wq, F)
+    dw_t = cols.reshape(K, M) @ dy_mat  # (K, M) @ (M, F) -> (K, F): faster than dY X_col^T for M >> K
+    dw = np.ascontiguousarray(dw_t.T).reshape(g.F, g.C, g.kh, g.kw)  # (F, K) -> (F, C, kh, kw)
+    db = np.einsum("nfhw->f", dout) if has_bias else None
     if not need_dx:
         return None, dw, db
+    if g.wide and g.ph < g.kh and g.pw < g.kw:
+        return _input_grad_by_correlation(dout, w_mat, g, workspace), dw, db
     dcols = _buffer(workspace, "dcols", (g.C, g.kh, g.kw, g.N, g.Ho, g.Wq), dtype)
-    np.matmul(w_mat.T, dy_mat, out=dcols.reshape(K, M))  # (K, F) @ (F, M) -> (K, M)
+    np.matmul(w_mat.T, dy_mat.T, out=dcols.reshape(K, M))  # (K, F) @ (F, M) -> (K, M)
     dxbuf = _buffer(workspace, "dx", (g.C, g.N, g.Hb, g.Wb), dtype)
     dxbuf.fill(0)
     for i in range(g.kh):
@@ -248,6 +279,40 @@ def conv2d_backward(dout: np.ndarray, cache: Any, need_dx: bool = True
     inner = dxbuf[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]  # (C, N, H, W), the padding cropped
     dx[...] = inner.transpose(1, 0, 2, 3)  # (C, N, H, W) -> (N, C, H, W)
     return dx, dw, db
+
+
+def _input_grad_by_correlation(dout: np.ndarray, w_mat: np.ndarray, g: ConvGeometry,
+                               workspace: Workspace | None) -> np.ndarray:
+    """Input gradient of a stride-1 convolution as a forward convolution of ``dout``, no col2im.
+
+    With :math:`q = k - 1 - p \\ge 0` and the kernel flipped and its channel axes swapped,
+    :math:`w'_{c,f,i,j} = w_{f,c,k_h-1-i,k_w-1-j}`,
+
+    .. math::
+        \\frac{\\partial L}{\\partial x_{n,c,h,w}} = \\sum_{f,i,j} w'_{c,f,i,j}\\,
+            dy_{n,f,\\,h + i - q_h,\\, w + j - q_w}
+
+    i.e. :func:`conv2d_forward` of ``dout`` with ``w'`` and padding ``q``: its im2col is nine plain copies,
+    cheaper than col2im's nine read-add-write passes over the same column matrix. It runs a few images at a
+    time (:data:`CHUNK_BYTES` of columns), so the copies and the product share the cache: nothing of it is kept.
+    """
+    w = w_mat.reshape(g.F, g.C, g.kh, g.kw)
+    w_flip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (F, C, kh, kw) -> (C, F, kh, kw)
+    q = (g.kh - 1 - g.ph, g.kw - 1 - g.pw)
+    inner = workspace.child("dx") if workspace is not None else None
+    gd = conv_geometry(dout.shape, w_flip.shape, 1, q)
+    if gd.batched:
+        dx, _ = conv2d_forward(dout, w_flip, None, 1, q, workspace=inner)
+        return dx
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
+    per_image = gd.C * gd.kh * gd.kw * gd.Ho * gd.Wq * dout.itemsize  # bytes of columns per image
+    chunk = max(1, CHUNK_BYTES // per_image)
+    for n0 in range(0, g.N, chunk):
+        part = dout[n0:n0 + chunk]  # (n, F, Ho, Wo)
+        # a partial last chunk gets its own buffers, so the full-size ones are not reallocated every call
+        ws = None if inner is None else inner.child("tail") if len(part) < chunk else inner
+        _forward_channel_major(part, w_flip, None, gd._replace(N=len(part)), ws, dx[n0:n0 + chunk])
+    return dx
 
 
 def _forward_batched(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: ConvGeometry,
