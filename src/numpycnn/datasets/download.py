@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -114,7 +115,7 @@ def _fetch(url: str, file: FileSpec, directory: Path, verify: Callable[[Path], o
     return target
 
 
-def _stream(response, out, file: FileSpec, progress: bool) -> None:
+def _stream(response: http.client.HTTPResponse, out: BinaryIO, file: FileSpec, progress: bool) -> None:
     """Copy the response body to ``out``, checking its length against Content-Length and the size cap."""
     header = response.headers.get("Content-Length", "")
     length = int(header) if header.strip().isdigit() else None
