@@ -20,8 +20,8 @@ from pathlib import Path
 
 from numpycnn.cli import main as numpycnn_main
 
-#: Extra options shared by the tuned rows: a validation split and Adam with a cosine schedule.
-_TUNED = ("--val-split", "0.1", "--optimizer", "adam", "--lr", "0.001", "--schedule", "cosine")
+#: Extra options shared by the tuned rows: a validation split, Adam with a cosine schedule, batches of 128.
+_TUNED = ("--val-split", "0.1", "--optimizer", "adam", "--lr", "0.001", "--schedule", "cosine", "--batch-size", "128")
 
 
 @dataclass(frozen=True)
