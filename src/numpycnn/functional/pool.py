@@ -120,32 +120,40 @@ def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
 
 
 def _maxpool2x2_forward(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, Any]:
-    """2x2 windows, stride 2, as two pairwise maxima: first within rows, then across the two rows.
+    """2x2 windows, stride 2, as three pairwise maxima of the window's four (N, C, Ho, Wo) corners.
 
-    Row 0 wins unless row 1's maximum is strictly greater, and within a row column 0 unless column 1 is
-    strictly greater, which is the first maximum in row-major window order. Two boolean masks replace the
-    argmax: ``right`` (N, C, 2 Ho, Wo) and ``lower`` (N, C, Ho, Wo). Four passes instead of ten.
+    With corners ``a b`` over ``c d``: :math:`y = \\max(\\max(a, b), \\max(c, d))`. Column 1 wins a row only if
+    strictly greater (``b > a``, ``d > c``) and row 1 wins only if its maximum is strictly greater, which is the
+    first maximum in row-major window order. Every pass runs over (N, C, Ho, Wo) arrays, a quarter of the
+    input, so no input-sized temporary is allocated; the three boolean masks replace the argmax.
     """
     xc = x[:, :, :2 * g.Ho, :2 * g.Wo]  # (N, C, 2Ho, 2Wo), the rows and columns the windows cover
-    left, right_col = xc[:, :, :, 0::2], xc[:, :, :, 1::2]  # (N, C, 2Ho, Wo) each
-    right = np.greater(right_col, left)  # (N, C, 2Ho, Wo): column 1 strictly greater
-    rows = np.maximum(left, right_col)  # (N, C, 2Ho, Wo): the maximum of each row of each window
-    upper, lower_row = rows[:, :, 0::2], rows[:, :, 1::2]  # (N, C, Ho, Wo) each
-    lower = np.greater(lower_row, upper)  # (N, C, Ho, Wo): row 1 strictly greater
-    out = np.maximum(upper, lower_row)  # (N, C, Ho, Wo)
-    return out, (g, (right, lower), x.dtype)
+    a, b = xc[:, :, 0::2, 0::2], xc[:, :, 0::2, 1::2]  # (N, C, Ho, Wo) each: upper row of every window
+    c, d = xc[:, :, 1::2, 0::2], xc[:, :, 1::2, 1::2]  # (N, C, Ho, Wo) each: lower row
+    upper_right, lower_right = np.greater(b, a), np.greater(d, c)  # (N, C, Ho, Wo): column 1 strictly greater
+    out = np.maximum(a, b)  # (N, C, Ho, Wo): the upper row's maximum (propagates NaN like PyTorch)
+    lower_max = np.maximum(c, d)  # (N, C, Ho, Wo)
+    lower = np.greater(lower_max, out)  # (N, C, Ho, Wo): row 1 strictly greater
+    np.maximum(out, lower_max, out=out)
+    return out, (g, (upper_right, lower_right, lower), x.dtype)
 
 
-def _maxpool2x2_backward(dout: np.ndarray, g: PoolGeometry, masks: tuple[np.ndarray, np.ndarray],
+def _maxpool2x2_backward(dout: np.ndarray, g: PoolGeometry, masks: tuple[np.ndarray, np.ndarray, np.ndarray],
                          dtype: Any) -> np.ndarray:
-    """Gradient of :func:`_maxpool2x2_forward`: ``dout`` to the winning row, then to the winning column."""
-    right, lower = masks
-    drows = np.empty(right.shape, dtype)  # (N, C, 2Ho, Wo): gradient of each window row's maximum
-    np.multiply(dout, lower, out=drows[:, :, 1::2])
-    np.multiply(dout, ~lower, out=drows[:, :, 0::2])
+    """Gradient of :func:`_maxpool2x2_forward`: ``dout`` times the one-hot mask of each corner, four passes.
+
+    .. math::
+        dx_a = dy \\,[\\lnot lower \\wedge \\lnot ur], \\; dx_b = dy \\,[\\lnot lower \\wedge ur], \\;
+        dx_c = dy \\,[lower \\wedge \\lnot lr], \\; dx_d = dy \\,[lower \\wedge lr]
+    """
+    upper_right, lower_right, lower = masks
+    upper = ~lower  # (N, C, Ho, Wo)
     dx, _ = _grad_buffer(g, dtype)
-    np.multiply(drows, right, out=dx[:, :, :2 * g.Ho, 1:2 * g.Wo:2])
-    np.multiply(drows, ~right, out=dx[:, :, :2 * g.Ho, 0:2 * g.Wo:2])
+    dxc = dx[:, :, :2 * g.Ho, :2 * g.Wo]  # (N, C, 2Ho, 2Wo), a view
+    np.multiply(dout, upper & ~upper_right, out=dxc[:, :, 0::2, 0::2])
+    np.multiply(dout, upper & upper_right, out=dxc[:, :, 0::2, 1::2])
+    np.multiply(dout, lower & ~lower_right, out=dxc[:, :, 1::2, 0::2])
+    np.multiply(dout, lower & lower_right, out=dxc[:, :, 1::2, 1::2])
     return dx
 
 
