@@ -219,6 +219,23 @@ def test_reused_buffers_never_leak_into_returned_arrays():
                                rtol=1e-12)
 
 
+def test_workspace_shared_by_calls_with_and_without_bias():
+    """The batch-major layout's ones row for the bias: a workspace reused with and without one stays exact."""
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((3, 1, 7, 6)), rng.standard_normal((5, 1, 3, 3)), rng.standard_normal(5)
+    ws = Workspace()
+    for bias in (b, None, b, b):
+        y, cache = conv2d_forward(x, w, bias, 1, 1, workspace=ws)
+        dy = rng.standard_normal(y.shape)
+        dx, dw, db = conv2d_backward(dy, cache)
+        ref_y = reference.conv2d_forward(x, w, bias, 1, 1)
+        ref_dx, ref_dw, ref_db = reference.conv2d_backward(dy, x, w, 1, 1)
+        np.testing.assert_allclose(y, ref_y, rtol=1e-12, atol=1e-12)
+        for ours, ref in [(dx, ref_dx), (dw, ref_dw)] + ([] if bias is None else [(db, ref_db)]):
+            np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+        assert (db is None) == (bias is None)
+
+
 def test_functional_without_bias_and_without_input_gradient():
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))

@@ -17,7 +17,8 @@ are computed and dropped; in backward their upstream gradient is zero, so they a
 When ``K = C kh kw`` is small (below :data:`SMALL_K`, e.g. the single-channel first layer), one (F, K) x (K, M)
 product is a poor fit for BLAS (the weight gradient becomes a long, thin reduction), so a batch-major layout is
 used instead: ``cols`` (N, C, kh, kw, Ho, Wo), the product batched over N with ``np.matmul`` writing straight
-into the (N, F, Ho, Wo) output, and no transposing copies at all.
+into the (N, F, Ho, Wo) output, and no transposing copies at all. There the bias rides in the product: a row of
+ones under ``cols`` and the bias as an extra column of the weight matrix.
 
 In backward, ``dw = (X_col dY^T)^T`` with ``dY`` laid out (N Ho Wq, F) (a faster product shape than
 ``dY X_col^T``), and for stride 1 the input gradient is itself a forward convolution of ``dy`` with the flipped
@@ -317,22 +318,30 @@ def _input_grad_by_correlation(dout: np.ndarray, w_mat: np.ndarray, g: ConvGeome
 
 def _forward_batched(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: ConvGeometry,
                      workspace: Workspace | None) -> tuple[np.ndarray, Any]:
-    """:func:`conv2d_forward` for small K: ``y[n] = W_mat @ cols[n]``, written straight into (N, F, Ho, Wo)."""
+    """:func:`conv2d_forward` for small K: ``y[n] = W_mat @ cols[n]``, written straight into (N, F, Ho, Wo).
+
+    With a bias, ``cols`` gets a row of ones and ``W_mat`` the bias as an extra column,
+    :math:`y_n = [W_{mat}\\; b]\\,[X_{col,n};\\, \\mathbf{1}^T]`, so the product adds it (no extra pass over
+    ``y``) and backward's weight-gradient product yields :math:`\\partial L/\\partial b` as its last column.
+    """
     dtype = x.dtype
     K, L = g.C * g.kh * g.kw, g.Ho * g.Wo
     xp = x
     if g.ph or g.pw:
         xp = _buffer(workspace, "x", (g.N, g.C, g.Hb, g.Wb), dtype)  # zero border, written interior
         xp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x
-    cols = _buffer(workspace, "cols", (g.N, g.C, g.kh, g.kw, g.Ho, g.Wo), dtype)
+    cols = _buffer(workspace, "cols", (g.N, K + (b is not None), L), dtype)  # (N, K [+1], Ho*Wo)
+    windows = cols[:, :K].reshape(g.N, g.C, g.kh, g.kw, g.Ho, g.Wo)  # a view
     for i in range(g.kh):
         for j in range(g.kw):
-            cols[:, :, i, j] = xp[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw]
+            windows[:, :, i, j] = xp[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw]
     w_mat = w.reshape(g.F, K).astype(dtype, copy=False)  # (F, C*kh*kw)
-    out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
-    np.matmul(w_mat, cols.reshape(g.N, K, L), out=out.reshape(g.N, g.F, L))  # (F, K) @ (N, K, L) -> (N, F, L)
+    w_aug = w_mat
     if b is not None:
-        out += b.astype(dtype, copy=False)[:, None, None]
+        cols[:, K] = 1
+        w_aug = np.concatenate([w_mat, b.astype(dtype, copy=False)[:, None]], axis=1)  # (F, K+1)
+    out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
+    np.matmul(w_aug, cols, out=out.reshape(g.N, g.F, L))  # (F, K [+1]) @ (N, K [+1], L) -> (N, F, L)
     return out, (cols, w_mat, g, b is not None, workspace)
 
 
@@ -342,13 +351,13 @@ def _backward_batched(dout: np.ndarray, cols: np.ndarray, w_mat: np.ndarray, g: 
     """:func:`conv2d_backward` for the batch-major layout of :func:`_forward_batched`."""
     K, L = g.C * g.kh * g.kw, g.Ho * g.Wo
     dy = dout.reshape(g.N, g.F, L)  # (N, F, Ho*Wo), a view
-    cols3 = cols.reshape(g.N, K, L)  # (N, K, Ho*Wo)
-    dw = np.matmul(dy, cols3.transpose(0, 2, 1)).sum(axis=0)  # (N, F, L) @ (N, L, K) -> (N, F, K) -> (F, K)
-    dw = dw.reshape(g.F, g.C, g.kh, g.kw)
-    db = dy.sum(axis=2).sum(axis=0) if has_bias else None  # contiguous axis first
+    # (N, F, L) @ (N, L, K [+1]) -> (N, F, K [+1]) -> (F, K [+1]); with a bias the ones row gives db = sum dy
+    dw_aug = np.matmul(dy, cols.transpose(0, 2, 1)).sum(axis=0)
+    dw = np.ascontiguousarray(dw_aug[:, :K]).reshape(g.F, g.C, g.kh, g.kw)  # (F, K) -> (F, C, kh, kw)
+    db = dw_aug[:, K].copy() if has_bias else None
     if not need_dx:
         return None, dw, db
-    dcols = _buffer(workspace, "dcols", cols.shape, cols.dtype)  # (N, C, kh, kw, Ho, Wo)
+    dcols = _buffer(workspace, "dcols", (g.N, g.C, g.kh, g.kw, g.Ho, g.Wo), cols.dtype)
     np.matmul(w_mat.T, dy, out=dcols.reshape(g.N, K, L))  # (K, F) @ (N, F, L) -> (N, K, L)
     padded = g.ph or g.pw
     dxp = _buffer(workspace, "dx", (g.N, g.C, g.Hb, g.Wb), cols.dtype) if padded else \
