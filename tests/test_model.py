@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numpycnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from numpycnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid
 from numpycnn.model import Sequential, iter_parameters
 
 
@@ -39,6 +39,16 @@ def test_relu_maxpool_swap_gives_identical_outputs_and_gradients(ties):
     np.testing.assert_array_equal(dx, reference_dx)
     for key, _, grad in iter_parameters(model):
         np.testing.assert_array_equal(grad, reference_grads[key], err_msg=key)
+
+
+def test_execution_order_follows_edits_of_the_layer_list():
+    model = Sequential([Conv2D(1, 2, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(8, 2)], input_shape=(1, 6, 6))
+    assert model._execution_order() == [0, 2, 1, 3, 4]
+    assert model._execution_order() is model._execution_order()  # cached between batches
+    model.layers[1] = Sigmoid()
+    assert model._execution_order() == [0, 1, 2, 3, 4]
+    model.layers.insert(2, ReLU())
+    assert model._execution_order() == [0, 1, 3, 2, 4, 5]
 
 
 def test_a_leading_relu_pool_pair_returns_the_input_gradient():

@@ -56,6 +56,9 @@ class Sequential:
                     f"Sequential: every element of `layers` must be a Layer. Got {type(layer).__name__} at index {i}."
                 )
         self.input_shape: tuple[int, ...] | None = tuple(int(d) for d in input_shape) if input_shape else None
+        #: :meth:`_execution_order`'s result and the layers it was computed for (``layers`` may be edited).
+        self._order_for: tuple[Layer, ...] | None = None
+        self._order: list[int] = []
         #: Names of the output classes, saved in model files (``None`` when unknown).
         self.class_names: list[str] | None = None
         #: The input normalisation the model was trained with, ``{"mean": [...], "std": [...]}`` per channel of
@@ -77,10 +80,14 @@ class Sequential:
         pooled maximum is at the same (first) position whenever it is positive, and the gradient is zero
         otherwise, so outputs and gradients are unchanged while the ReLU works on the pooled values only.
         """
-        order = list(range(len(self.layers)))
-        for i in range(len(self.layers) - 1):
-            if self.layers[i].name == "ReLU" and self.layers[i + 1].name == "MaxPool2D" and order[i] == i:
+        layers = tuple(self.layers)
+        if layers == self._order_for:  # computed once per list of layers, not every batch
+            return self._order
+        order = list(range(len(layers)))
+        for i in range(len(layers) - 1):
+            if layers[i].name == "ReLU" and layers[i + 1].name == "MaxPool2D" and order[i] == i:
                 order[i], order[i + 1] = i + 1, i
+        self._order_for, self._order = layers, order
         return order
 
     __call__ = forward
