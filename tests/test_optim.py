@@ -161,7 +161,7 @@ def test_step_allocates_nothing_parameter_sized():
     rng = np.random.default_rng(0)
     layers = [_Params(rng, np.float64, {"weight": (200, 500)})]  # 800 kB
     layers[0].grads["weight"][...] = rng.standard_normal((200, 500))
-    for opt in (SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), Adam(weight_decay=1e-3), AdamW(),
+    for opt in (SGD(0.1), SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), Adam(weight_decay=1e-3), AdamW(),
                 RMSProp(momentum=0.9, weight_decay=1e-3)):
         opt.step(layers)  # first step allocates the state
         tracemalloc.start()
@@ -171,7 +171,7 @@ def test_step_allocates_nothing_parameter_sized():
         assert peak < 100_000, (opt, peak)
 
 
-@pytest.mark.parametrize("opt", [SGD(0.1, weight_decay=0.1, momentum=0.5), Adam(weight_decay=0.1), AdamW(),
+@pytest.mark.parametrize("opt", [SGD(0.1), SGD(0.1, weight_decay=0.1, momentum=0.5), Adam(weight_decay=0.1), AdamW(),
                                  RMSProp(weight_decay=0.1)], ids=repr)
 def test_step_leaves_gradients_untouched(opt):
     layers = _layers()

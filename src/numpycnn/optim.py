@@ -277,6 +277,10 @@ class SGD(Optimizer):
 
     def _update(self, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray], scratch: list[np.ndarray],
                 t: int) -> None:
+        if self.weight_decay == 0.0 and self.momentum == 0.0:  # plain SGD, theta -= lr * g: no copy of g
+            np.multiply(g, -self.lr, out=scratch[0])
+            p += scratch[0]
+            return
         u = self._decayed_grad(p, g, self.weight_decay, scratch[0])  # u = g + lambda * theta
         if self.momentum != 0.0:
             b = slots["momentum_buffer"]
