@@ -76,8 +76,8 @@ def run_row(row: Row, out: Path, smoke: bool) -> dict:
 def table(results: dict[str, dict]) -> str:
     """The Markdown table of finished rows, in ``ROWS`` order."""
     lines = [
-        "| row | data set | model | optimiser | epochs | test accuracy | training time | command |",
-        "|---|---|---|---|---|---|---|---|",
+        "| row | data set | model | optimiser | batch | epochs | test accuracy | training time | command |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in ROWS:
         m = results.get(row.name)
@@ -86,9 +86,11 @@ def table(results: dict[str, dict]) -> str:
         optimiser = f"{m['optimizer']} lr {m['lr']:g}" + ("" if m["schedule"] == "none" else f", {m['schedule']}")
         if m["augment"]:
             optimiser += ", augment"
+        seconds = m["train_seconds"]
+        duration = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
         lines.append(
-            f"| {row.name} | {m['dataset']} | {m['model']} | {optimiser} | {m['epochs']} | "
-            f"**{100 * m['test_accuracy']:.2f}%** | {m['train_seconds'] / 60:.1f} min | `{row.command}` |"
+            f"| {row.name} | {m['dataset']} | {m['model']} | {optimiser} | {m['batch_size']} | {m['epochs']} | "
+            f"**{100 * m['test_accuracy']:.2f}%** | {duration} | `{row.command}` |"
         )
     return "\n".join(lines)
 
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the rows and their commands")
     parser.add_argument("--out", type=Path, default=Path("results"), help="folder of the runs (default results)")
     parser.add_argument("--smoke", action="store_true", help="1 epoch on 1,000 images per row, to check commands")
+    parser.add_argument("--table", action="store_true", help="only print the table of the rows already run")
     args = parser.parse_args(argv)
     if args.list:
         for row in ROWS:
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in args.rows if name not in ROWS_BY_NAME]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {list(ROWS_BY_NAME)}")
-    for name in args.rows or list(ROWS_BY_NAME):
+    for name in [] if args.table else args.rows or list(ROWS_BY_NAME):
         print(f"== {name}: {ROWS_BY_NAME[name].command}", flush=True)
         run_row(ROWS_BY_NAME[name], args.out / name, args.smoke)
     results = {}
