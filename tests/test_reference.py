@@ -7,21 +7,7 @@ import numpy as np
 import pytest
 
 from numpycnn import reference
-
-
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the scalar ``f()`` in every element of ``x`` (perturbed in place)."""
-    grad = np.zeros_like(x)
-    flat, flat_grad = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + eps
-        plus = f()
-        flat[i] = saved - eps
-        minus = f()
-        flat[i] = saved
-        flat_grad[i] = (plus - minus) / (2 * eps)
-    return grad
+from numpycnn.gradcheck import numeric_gradient
 
 
 def test_conv_by_hand():
@@ -61,7 +47,7 @@ def test_conv_backward_matches_finite_differences(stride, padding, kernel):
 
     dx, dw, db = reference.conv2d_backward(projection, x, w, stride, padding)
     for analytic, array in [(dx, x), (dw, w), (db, b)]:
-        np.testing.assert_allclose(analytic, numeric_grad(loss, array), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(analytic, numeric_gradient(loss, array), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
@@ -72,7 +58,7 @@ def test_pool_backward_matches_finite_differences(kind, kernel, stride):
     backward = getattr(reference, f"{kind}pool2d_backward")
     projection = np.random.default_rng(2).standard_normal(forward(x, kernel, stride).shape)
     analytic = backward(projection, x, kernel, stride)
-    numeric = numeric_grad(lambda: float(np.sum(forward(x, kernel, stride) * projection)), x)
+    numeric = numeric_gradient(lambda: float(np.sum(forward(x, kernel, stride) * projection)), x)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
 
 

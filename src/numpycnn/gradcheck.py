@@ -14,6 +14,7 @@ is compared with the analytic gradient that ``backward(R)`` returns or stores in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -89,17 +90,24 @@ def gradcheck(
         return float(np.sum(run(x) * projection))
 
     targets = {"input": x, **layer.params}
-    errors = {}
-    for key, array in targets.items():
-        numeric = np.zeros_like(array)
-        flat, flat_numeric = array.reshape(-1), numeric.reshape(-1)  # views: perturb in place
-        for i in range(flat.size):
-            saved = flat[i]
-            flat[i] = saved + eps
-            plus = loss_at()
-            flat[i] = saved - eps
-            minus = loss_at()
-            flat[i] = saved
-            flat_numeric[i] = (plus - minus) / (2 * eps)
-        errors[key] = _relative_error(analytic[key], numeric)
+    errors = {key: _relative_error(analytic[key], numeric_gradient(loss_at, array, eps))
+              for key, array in targets.items()}
     return errors if return_all else max(errors.values())
+
+
+def numeric_gradient(loss: Callable[[], float], array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar ``loss()`` in every element of ``array``.
+
+    ``array`` must be contiguous: each element is perturbed in place through a flat view, then restored.
+    """
+    numeric = np.zeros_like(array)
+    flat, flat_numeric = array.reshape(-1), numeric.reshape(-1)  # (size,) views of the same memory
+    for i in range(flat.size):
+        saved = flat[i]
+        flat[i] = saved + eps
+        plus = loss()
+        flat[i] = saved - eps
+        minus = loss()
+        flat[i] = saved
+        flat_numeric[i] = (plus - minus) / (2 * eps)
+    return numeric
