@@ -26,10 +26,11 @@ CASES = [
 IDS = [f"x{c[:4]}-f{c[4]}-k{c[5]}-s{c[6]}-p{c[7]}" for c in CASES]
 
 
-@pytest.fixture(autouse=True, params=["channel-major", "batch-major"])
-def layout(request, monkeypatch):
-    """Run every test under both im2col layouts (chosen by the size of K = C kh kw in normal use)."""
-    monkeypatch.setattr(conv_module, "SMALL_K", 0 if request.param == "channel-major" else 10**9)
+@pytest.fixture(autouse=True, params=["widened", "strided"])
+def grid(request, monkeypatch):
+    """Run every test with stride-1 windows on the widened grid and as strided slices (normally chosen by
+    ``widened_grid`` from the channel counts)."""
+    monkeypatch.setattr(conv_module, "widened_grid", lambda C, kh, kw, F: request.param == "widened")
     return request.param
 
 
@@ -143,6 +144,27 @@ def test_input_grad_by_correlation_matches_reference_and_pytorch(case, dtype, to
     np.testing.assert_array_equal(layer.backward(dy), dx)  # the reused workspace gives the same answer
 
 
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 3])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_chunked_forward_and_gradients_match_reference(case, images_per_chunk, monkeypatch):
+    """Any chunk size, a partial last chunk included, gives the loop definition's output and gradients."""
+    case = (5, *case[1:])  # 5 images: chunks of 2 and 3 leave a partial last chunk
+    layer, x = setup(case)
+    w, b = layer.params["weight"], layer.params["bias"]
+    g = conv_module.conv_geometry(x.shape, w.shape, layer.stride, layer.padding, x.itemsize)
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", images_per_chunk * g.C * g.kh * g.kw * g.Ho * g.Wq * 8)
+    assert conv_module.conv_geometry(x.shape, w.shape, layer.stride, layer.padding, 8).chunk == images_per_chunk
+    for _ in range(2):  # the second pass reuses the workspace
+        y = layer.forward(x)
+        dy = np.random.default_rng(3).standard_normal(y.shape)
+        dx = layer.backward(dy)
+        ref_dx, ref_dw, ref_db = reference.conv2d_backward(dy, x, w, layer.stride, layer.padding)
+        np.testing.assert_allclose(y, reference.conv2d_forward(x, w, b, layer.stride, layer.padding), rtol=1e-12,
+                                   atol=1e-12)
+        for ours, ref in [(dx, ref_dx), (layer.grads["weight"], ref_dw), (layer.grads["bias"], ref_db)]:
+            np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+
+
 def test_seed_network_shapes_match_pytorch_at_float32():
     """The original network's layer, batch 64: float32 output and weight gradient within 1e-4 of PyTorch."""
     torch = pytest.importorskip("torch")
@@ -220,7 +242,7 @@ def test_reused_buffers_never_leak_into_returned_arrays():
 
 
 def test_workspace_shared_by_calls_with_and_without_bias():
-    """The batch-major layout's ones row for the bias: a workspace reused with and without one stays exact."""
+    """A workspace reused with and without a bias stays exact (the bias is added only when there is one)."""
     rng = np.random.default_rng(1)
     x, w, b = rng.standard_normal((3, 1, 7, 6)), rng.standard_normal((5, 1, 3, 3)), rng.standard_normal(5)
     ws = Workspace()

@@ -1,35 +1,39 @@
-"""2-D convolution (cross-correlation, as in PyTorch) by im2col and one matrix product.
+"""2-D convolution (cross-correlation, as in PyTorch) by im2col and matrix products, a few images at a time.
 
-Layout, for an input ``x`` of shape (N, C, H, W) and a weight ``w`` of shape (F, C, kh, kw):
+The definition is the six-fold loop of :func:`numpycnn.reference.conv2d_forward`. The code computes the same
+sums with one layout and one loop structure for the forward pass, the weight gradient and the input gradient:
 
-1. ``x`` is copied once into a zero-padded, channel-major buffer ``xbuf`` (C, N, Hb, Wb).
-2. The column matrix ``cols`` (C, kh, kw, N, Ho, Wq) is filled by ``kh * kw`` strided slice copies, one per
-   kernel offset: ``cols[:, i, j] = xbuf[:, :, i::sh, j::sw]`` (cropped to the output grid).
-3. ``y = w.reshape(F, K) @ cols.reshape(K, M)`` with ``K = C kh kw``, ``M = N Ho Wq``: one BLAS product whose
-   result (F, N, Ho, Wq) needs a single transposing copy (fused with the bias add) to become (N, F, Ho, Wo).
+1. **Chunks.** The batch is cut into chunks of ``n`` images, ``n`` chosen so that one chunk's column matrix
+   takes about :data:`CHUNK_BYTES` (a few MiB, the size of this machine's L2 cache): the columns are written
+   and then read by the matrix product while they are still in cache, and no batch-sized column matrix is ever
+   kept. Backward rebuilds the columns of each chunk from the cached input instead of storing them, except
+   for a batch that fits in one chunk, whose columns are still in the workspace and are reused.
+2. **im2col.** A chunk (n, C, H, W) is copied into a zero-padded buffer (n, C, Hb, Wb); the column matrix
+   ``cols`` (n, C, kh, kw, Ho, Wq) gets ``kh * kw`` slice copies, one per kernel offset (i, j):
+   ``cols[:, :, i, j] = xpad[:, :, i::sh, j::sw]`` cropped to the output grid (:func:`im2col`).
+3. **Product.** ``y[m] = W_mat @ cols[m]`` for every image ``m`` of the chunk, with ``W_mat`` (F, C kh kw):
+   the result (n, F, Ho, Wq) is already in the (N, F, H, W) layout, so no transposing copy is needed.
 
-For stride 1 the output grid is widened to the padded row width, ``Wq = Wb``: the window of offset ``(i, j)``
-is then one contiguous run ``xbuf_flat[c, n, i Wb + j : i Wb + j + Ho Wb]``, so every copy and every col2im
-add runs over long contiguous rows instead of rows of ``Wo`` elements. The ``Wq - Wo`` extra columns per row
-are computed and dropped; in backward their upstream gradient is zero, so they add nothing to ``dw`` or
-``dx``.
+**Fast path, stride 1 (the widened grid, chosen by :func:`widened_grid`).** The output grid is widened to the
+padded row width,
+``Wq = Wb``: the window of offset (i, j) is then one contiguous run ``xpad_flat[m, c, i Wb + j : i Wb + j +
+Ho Wb]``, so every im2col copy runs over a long contiguous row instead of ``Ho`` rows of ``Wo`` elements. The
+``Wq - Wo`` extra columns per row are computed and dropped; in backward their upstream gradient is set to
+zero, so they add nothing to ``dw``. One spare zero row under the buffer keeps the last run inside it.
 
-When ``K = C kh kw`` is small (below :data:`SMALL_K`, e.g. the single-channel first layer), one (F, K) x (K, M)
-product is a poor fit for BLAS (the weight gradient becomes a long, thin reduction), so a batch-major layout is
-used instead: ``cols`` (N, C, kh, kw, Ho, Wo), the product batched over N with ``np.matmul`` writing straight
-into the (N, F, Ho, Wo) output, and no transposing copies at all. There the bias rides in the product: a row of
-ones under ``cols`` and the bias as an extra column of the weight matrix.
+**Fast path, stride-1 input gradient (correlation).** The input gradient is by definition col2im of
+``W_mat^T dY`` (:func:`conv2d_backward`). For stride 1 and padding ``p < k`` it is also a forward convolution
+of ``dY`` with the flipped kernel (see :func:`conv2d_backward`), whose im2col is plain copies instead of
+col2im's read-add-write passes; that is the rule for choosing it, and the tests hold both equal to the loop
+definition and to PyTorch.
 
-In backward, ``dw = (X_col dY^T)^T`` with ``dY`` laid out (N Ho Wq, F) (a faster product shape than
-``dY X_col^T``), and for stride 1 the input gradient is itself a forward convolution of ``dy`` with the flipped
-kernel, run a few images at a time so its columns stay in cache (:func:`_input_grad_by_correlation`).
-
-Buffers can live in a :class:`Workspace` that the layer keeps across batches, so the hot path allocates (and
+Buffers live in a :class:`Workspace` that the layer keeps across batches, so the hot path allocates (and
 page-faults) only the arrays it returns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -85,16 +89,22 @@ class ConvGeometry(NamedTuple):
     Wb: int  # columns of the padded buffer
     Wq: int  # columns of the computed output grid (Wb for stride 1, Wo otherwise)
     wide: bool  # stride 1: each window is one contiguous run of the flattened padded image
-    batched: bool  # small K: batch-major layout, one small product per image
+    chunk: int  # images per chunk
 
 
-#: Below this ``K = C kh kw`` the batch-major layout is used (measured: 2-4x faster for K = 9, slower for K = 288).
-SMALL_K = 64
+#: Bytes of one chunk's column matrix. Measured here for 128 x 32 x 28 x 28 images and 32 3x3 filters: 4
+#: images a chunk (3.9 MiB) ran the forward pass 1.7x faster than the whole batch at once (49 -> 28 ms).
+CHUNK_BYTES = 4 << 20
 
 
-#: Column bytes per chunk when the input gradient runs as a chunked convolution: small enough to stay in the
-#: L2 cache between the im2col copies and the product (measured: 37 -> 27 ms for 128x32x28x28, 3x3).
-CHUNK_BYTES = 8 << 20
+def widened_grid(C: int, kh: int, kw: int, F: int) -> bool:
+    """Whether a stride-1 convolution uses the widened grid: when its ``C kh kw`` im2col copies outnumber the
+    ``2 F`` output-sized copies the grid costs (the crop in forward, the widening of ``dY`` in backward).
+
+    Measured here: faster for 32 -> 32 channels at 28x28 (K = 288), slower for the single-channel first layers
+    (K = 9, F = 8 or 32), where the strided copies are few and the crop is the larger cost.
+    """
+    return C * kh * kw >= 2 * F
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -109,7 +119,7 @@ def conv2d_output_size(size: int, kernel: int, stride: int, padding: int) -> int
 
 
 def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: int | tuple[int, int],
-                  padding: int | tuple[int, int]) -> ConvGeometry:
+                  padding: int | tuple[int, int], itemsize: int = 4) -> ConvGeometry:
     """Compute the sizes of a convolution; raises ``ValueError`` when the kernel exceeds the padded input."""
     N, C, H, W = x_shape
     F, _, kh, kw = w_shape
@@ -120,24 +130,56 @@ def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: in
             f"conv2d: kernel ({kh}, {kw}) is larger than the padded input ({H + 2 * ph}, {W + 2 * pw}) "
             f"(input shape {tuple(x_shape)}, padding ({ph}, {pw}))."
         )
-    batched = C * kh * kw < SMALL_K
-    wide = sh == 1 and sw == 1 and not batched
+    wide = sh == 1 and sw == 1 and widened_grid(C, kh, kw, F)
     Hb = H + 2 * ph + (1 if wide and kw > 1 else 0)
     Wb = W + 2 * pw
-    return ConvGeometry(N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo, Hb, Wb, Wb if wide else Wo, wide, batched)
+    Wq = Wb if wide else Wo
+    chunk = int(min(N, max(1, CHUNK_BYTES // (C * kh * kw * Ho * Wq * itemsize))))
+    return ConvGeometry(N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo, Hb, Wb, Wq, wide, chunk)
+
+
+def _chunks(g: ConvGeometry) -> Iterator[slice]:
+    for lo in range(0, g.N, g.chunk):
+        yield slice(lo, min(lo + g.chunk, g.N))
 
 
 def _window(buf: np.ndarray, g: ConvGeometry, i: int, j: int) -> np.ndarray:
-    """View of ``buf`` (C, N, Hb, Wb) under kernel offset (i, j), shape (C, N, Ho, Wq)."""
-    if g.wide:  # stride 1, widened grid: one contiguous run per (c, n)
+    """View of ``buf`` (n, C, Hb, Wb) under kernel offset (i, j), shape (n, C, Ho, Wq)."""
+    n = buf.shape[0]
+    if g.wide:  # stride 1, widened grid: one contiguous run per (m, c)
         start = i * g.Wb + j
-        flat = buf.reshape(g.C, g.N, g.Hb * g.Wb)  # (C, N, Hb*Wb), a view
-        return flat[:, :, start:start + g.Ho * g.Wb].reshape(g.C, g.N, g.Ho, g.Wb)  # (C, N, Ho, Wq)
-    return buf[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw]  # (C, N, Ho, Wo)
+        flat = buf.reshape(n, g.C, g.Hb * g.Wb)  # (n, C, Hb*Wb), a view
+        return flat[:, :, start:start + g.Ho * g.Wb].reshape(n, g.C, g.Ho, g.Wb)  # (n, C, Ho, Wq)
+    return buf[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw]  # (n, C, Ho, Wo)
 
 
 def _buffer(ws: Workspace | None, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     return ws.get(name, shape, dtype) if ws is not None else np.zeros(shape, dtype=dtype)
+
+
+def _padded(x: np.ndarray, g: ConvGeometry, ws: Workspace | None) -> np.ndarray:
+    """``x`` (n, C, H, W) inside the zero border of the (n, C, Hb, Wb) buffer (``x`` itself if it needs none)."""
+    if (g.Hb, g.Wb) == (g.H, g.W):
+        return x
+    xp = _buffer(ws, "x", (g.chunk, g.C, g.Hb, g.Wb), x.dtype)[:len(x)]  # zero border, written interior
+    xp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x
+    return xp
+
+
+def im2col(x: np.ndarray, g: ConvGeometry, ws: Workspace | None = None) -> np.ndarray:
+    """The column matrix of a chunk: ``cols[m, (c, i, j), (h, w)] = xpad[m, c, s_h h + i, s_w w + j]``.
+
+    Shape
+    -----
+    ``x`` (n, C, H, W) with ``n <= g.chunk``; returns (n, C kh kw, Ho Wq), a view of the workspace's buffer.
+    """
+    xp = _padded(x, g, ws)
+    n = len(x)
+    cols = _buffer(ws, "cols", (g.chunk, g.C, g.kh, g.kw, g.Ho, g.Wq), x.dtype)[:n]
+    for i in range(g.kh):
+        for j in range(g.kw):
+            cols[:, :, i, j] = _window(xp, g, i, j)  # (n, C, Ho, Wq)
+    return cols.reshape(n, g.C * g.kh * g.kw, g.Ho * g.Wq)  # (n, K, Ho*Wq)
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int | tuple[int, int] = 1,
@@ -153,20 +195,14 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
         y_{n,f,h,w} = b_f + \\sum_{c=0}^{C-1} \\sum_{i=0}^{k_h-1} \\sum_{j=0}^{k_w-1}
             w_{f,c,i,j}\\; x_{n,c,\\,s_h h + i - p_h,\\, s_w w + j - p_w}
 
-    computed as :math:`Y = W_{mat}\\, X_{col}` with :math:`W_{mat}` (F, C k_h k_w) and the im2col matrix
-    :math:`X_{col}` (C k_h k_w, N H_{out} W_{out}). The gradients :func:`conv2d_backward` returns are
-
-    .. math::
-        \\frac{\\partial L}{\\partial w} = dY\\, X_{col}^T, \\quad
-        \\frac{\\partial L}{\\partial b_f} = \\sum_{n,h,w} dy_{n,f,h,w}, \\quad
-        \\frac{\\partial L}{\\partial x} = \\mathrm{col2im}(W_{mat}^T\\, dY)
-
-    where col2im adds every column entry back onto the input pixel it was copied from.
+    computed per image as :math:`Y_n = W_{mat}\\, X_{col,n}` with :math:`W_{mat}` (F, C k_h k_w) and the im2col
+    matrix :math:`X_{col,n}` (C k_h k_w, H_{out} W_{out}), a chunk of images at a time (module docstring).
 
     Parameters
     ----------
     x : ndarray, shape (N, C, H, W)
-        Input images, float32 or float64; the output has the same dtype.
+        Input images, float32 or float64; the output has the same dtype. The cache refers to ``x`` itself:
+        do not modify it in place before backward.
     w : ndarray, shape (F, C, kh, kw)
         Filters (cast to ``x.dtype`` if they differ).
     b : ndarray, shape (F,), or None
@@ -174,8 +210,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
     stride, padding : int or (int, int)
         Step of the window and zero padding on each side, as in ``torch.nn.functional.conv2d``.
     workspace : Workspace, optional
-        Reuse scratch buffers across calls. The returned cache then refers to the workspace's column matrix,
-        so it is only valid until the next forward call with the same workspace.
+        Reuse scratch buffers across calls.
 
     Shape
     -----
@@ -194,37 +229,26 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
     >>> y.shape, float(y[0, 0, 2, 2]), float(y[0, 0, 0, 0])
     ((2, 4, 5, 5), 9.0, 4.0)
     """
-    g = conv_geometry(x.shape, w.shape, stride, padding)
-    if g.batched:
-        return _forward_batched(x, w, b, g, workspace)
-    out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=x.dtype)
-    cols, w_mat = _forward_channel_major(x, w, b, g, workspace, out)
-    return out, (cols, w_mat, g, b is not None, workspace)
-
-
-def _forward_channel_major(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: ConvGeometry,
-                           workspace: Workspace | None, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Channel-major im2col and one product (steps 1-3 of the module docstring), written into ``out``.
-
-    Returns the column matrix (C, kh, kw, N, Ho, Wq) and ``w_mat`` (F, C kh kw), which backward needs.
-    """
+    g = conv_geometry(x.shape, w.shape, stride, padding, x.dtype.itemsize)
     dtype = x.dtype
-    K, M = g.C * g.kh * g.kw, g.N * g.Ho * g.Wq
-    xbuf = _buffer(workspace, "x", (g.C, g.N, g.Hb, g.Wb), dtype)  # zero border, written interior
-    xbuf[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x.transpose(1, 0, 2, 3)  # (N, C, H, W) -> (C, N, H, W)
-    cols = _buffer(workspace, "cols", (g.C, g.kh, g.kw, g.N, g.Ho, g.Wq), dtype)
-    for i in range(g.kh):
-        for j in range(g.kw):
-            cols[:, i, j] = _window(xbuf, g, i, j)  # (C, N, Ho, Wq)
-    w_mat = w.reshape(g.F, K).astype(dtype, copy=False)  # (F, C*kh*kw)
-    y = _buffer(workspace, "y", (g.F, g.N, g.Ho, g.Wq), dtype)
-    np.matmul(w_mat, cols.reshape(K, M), out=y.reshape(g.F, M))  # (F, K) @ (K, N*Ho*Wq) -> (F, N*Ho*Wq)
-    y_nchw = y[:, :, :, :g.Wo].transpose(1, 0, 2, 3)  # (F, N, Ho, Wo) -> (N, F, Ho, Wo), a view
-    if b is None:
-        np.copyto(out, y_nchw)
-    else:
-        np.add(y_nchw, b.astype(dtype, copy=False)[:, None, None], out=out)
-    return cols, w_mat
+    w_mat = w.reshape(g.F, g.C * g.kh * g.kw).astype(dtype, copy=False)  # (F, K)
+    bias = None if b is None else b.astype(dtype, copy=False)[:, None, None]  # (F, 1, 1)
+    out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
+    y_buf = _buffer(workspace, "y", (g.chunk, g.F, g.Ho, g.Wq), dtype) if g.wide else None
+    for part in _chunks(g):
+        cols = im2col(x[part], g, workspace)  # (n, K, Ho*Wq)
+        n = len(cols)
+        y = y_buf[:n] if g.wide else out[part]  # (n, F, Ho, Wq)
+        np.matmul(w_mat, cols, out=y.reshape(n, g.F, g.Ho * g.Wq))  # (F, K) @ (n, K, L) -> (n, F, L)
+        if g.wide:
+            if bias is None:
+                np.copyto(out[part], y[..., :g.Wo])  # the widened grid's extra columns dropped
+            else:
+                np.add(y[..., :g.Wo], bias, out=out[part])
+        elif bias is not None:
+            out[part] += bias
+    kept = cols if g.chunk == g.N else None  # a batch of one chunk keeps its columns for backward
+    return out, (x, kept, w_mat, g, b is not None, workspace)
 
 
 def conv2d_backward(dout: np.ndarray, cache: Any, need_dx: bool = True
@@ -232,140 +256,84 @@ def conv2d_backward(dout: np.ndarray, cache: Any, need_dx: bool = True
     """Gradients of :func:`conv2d_forward`: ``(dx, dw, db)``.
 
     ``db`` is ``None`` when the forward pass had no bias; ``dx`` is ``None`` when ``need_dx`` is false (the
-    first layer of a network, whose input gradient nobody uses, skips a matrix product and the col2im pass).
+    first layer of a network, whose input gradient nobody uses, skips it).
 
     Notes
     -----
     .. math::
-        \\frac{\\partial L}{\\partial w} = dY\\, X_{col}^T, \\quad
+        \\frac{\\partial L}{\\partial w} = \\sum_n dY_n\\, X_{col,n}^T, \\quad
         \\frac{\\partial L}{\\partial b_f} = \\sum_{n,h,w} dy_{n,f,h,w}, \\quad
         \\frac{\\partial L}{\\partial x_{n,c,h',w'}} = \\sum_{f,i,j,h,w \\,:\\, s_h h + i - p_h = h',\\;
             s_w w + j - p_w = w'} w_{f,c,i,j}\\, dy_{n,f,h,w}
 
-    The last sum is col2im: :math:`dX_{col} = W_{mat}^T dY` is added back, one kernel offset at a time, onto
-    the padded input gradient, whose border is then cropped.
-
-    Shape
-    -----
-    ``dout`` (N, F, Ho, Wo); ``dx`` (N, C, H, W); ``dw`` (F, C, kh, kw); ``db`` (F,).
-    """
-    cols, w_mat, g, has_bias, workspace = cache
-    if dout.shape != (g.N, g.F, g.Ho, g.Wo):
-        raise ValueError(
-            f"conv2d_backward: `dout` must have the output's shape {(g.N, g.F, g.Ho, g.Wo)}. "
-            f"Got {dout.shape}."
-        )
-    if g.batched:
-        return _backward_batched(np.ascontiguousarray(dout), cols, w_mat, g, has_bias, workspace, need_dx)
-    dtype = cols.dtype
-    K, M = g.C * g.kh * g.kw, g.N * g.Ho * g.Wq
-    dy = _buffer(workspace, "dy", (g.N, g.Ho, g.Wq, g.F), dtype)  # columns Wo: stay zero
-    dy[:, :, :g.Wo] = dout.transpose(0, 2, 3, 1)  # (N, F, Ho, Wo) -> (N, Ho, Wo, F)
-    dy_mat = dy.reshape(M, g.F)  # (N*Ho*Wq, F)
-    dw_t = cols.reshape(K, M) @ dy_mat  # (K, M) @ (M, F) -> (K, F): faster than dY X_col^T for M >> K
-    dw = np.ascontiguousarray(dw_t.T).reshape(g.F, g.C, g.kh, g.kw)  # (F, K) -> (F, C, kh, kw)
-    db = np.einsum("nfhw->f", dout) if has_bias else None
-    if not need_dx:
-        return None, dw, db
-    if g.wide and g.ph < g.kh and g.pw < g.kw:
-        return _input_grad_by_correlation(dout, w_mat, g, workspace), dw, db
-    dcols = _buffer(workspace, "dcols", (g.C, g.kh, g.kw, g.N, g.Ho, g.Wq), dtype)
-    np.matmul(w_mat.T, dy_mat.T, out=dcols.reshape(K, M))  # (K, F) @ (F, M) -> (K, M)
-    dxbuf = _buffer(workspace, "dx", (g.C, g.N, g.Hb, g.Wb), dtype)
-    dxbuf.fill(0)
-    for i in range(g.kh):
-        for j in range(g.kw):
-            _window(dxbuf, g, i, j)[...] += dcols[:, i, j]  # (C, N, Ho, Wq)
-    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dtype)
-    inner = dxbuf[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]  # (C, N, H, W), the padding cropped
-    dx[...] = inner.transpose(1, 0, 2, 3)  # (C, N, H, W) -> (N, C, H, W)
-    return dx, dw, db
-
-
-def _input_grad_by_correlation(dout: np.ndarray, w_mat: np.ndarray, g: ConvGeometry,
-                               workspace: Workspace | None) -> np.ndarray:
-    """Input gradient of a stride-1 convolution as a forward convolution of ``dout``, no col2im.
-
-    With :math:`q = k - 1 - p \\ge 0` and the kernel flipped and its channel axes swapped,
+    The last sum is col2im: :math:`dX_{col,n} = W_{mat}^T dY_n` added back, one kernel offset at a time, onto
+    the padded input gradient, whose border is then cropped. For stride 1 and :math:`p < k` it equals, with
+    :math:`q = k - 1 - p` and the kernel flipped with its channel axes swapped,
     :math:`w'_{c,f,i,j} = w_{f,c,k_h-1-i,k_w-1-j}`,
 
     .. math::
         \\frac{\\partial L}{\\partial x_{n,c,h,w}} = \\sum_{f,i,j} w'_{c,f,i,j}\\,
             dy_{n,f,\\,h + i - q_h,\\, w + j - q_w}
 
-    i.e. :func:`conv2d_forward` of ``dout`` with ``w'`` and padding ``q``: its im2col is nine plain copies,
-    cheaper than col2im's nine read-add-write passes over the same column matrix. It runs a few images at a
-    time (:data:`CHUNK_BYTES` of columns), so the copies and the product share the cache: nothing of it is kept.
+    i.e. :func:`conv2d_forward` of ``dout`` with ``w'`` and padding ``q`` (substitute :math:`i \\to k_h-1-i`
+    in the col2im sum), which is what runs then.
+
+    Shape
+    -----
+    ``dout`` (N, F, Ho, Wo); ``dx`` (N, C, H, W); ``dw`` (F, C, kh, kw); ``db`` (F,).
     """
+    x, kept_cols, w_mat, g, has_bias, workspace = cache
+    if dout.shape != (g.N, g.F, g.Ho, g.Wo):
+        raise ValueError(
+            f"conv2d_backward: `dout` must have the output's shape {(g.N, g.F, g.Ho, g.Wo)}. "
+            f"Got {dout.shape}."
+        )
+    dtype = w_mat.dtype
+    dout = dout.astype(dtype, copy=False)
+    correlate = g.sh == g.sw == 1 and g.ph < g.kh and g.pw < g.kw  # the rule for the fast input gradient
+    dx = None if not need_dx or correlate else np.empty((g.N, g.C, g.H, g.W), dtype=dtype)
+    dw = np.zeros((g.F, g.C * g.kh * g.kw), dtype=dtype)  # (F, K)
+    dy_buf = _buffer(workspace, "dy", (g.chunk, g.F, g.Ho, g.Wq), dtype) if g.wide else None  # Wo..: zero
+    dw_parts = _buffer(workspace, "dw", (g.chunk, g.F, g.C * g.kh * g.kw), dtype)
+    for part in _chunks(g):
+        cols = kept_cols if kept_cols is not None else im2col(x[part], g, workspace)  # (n, K, Ho*Wq)
+        n = len(cols)
+        if g.wide:
+            dy = dy_buf[:n]
+            dy[..., :g.Wo] = dout[part]  # (n, F, Ho, Wo) into the (n, F, Ho, Wq) grid
+        else:
+            dy = np.ascontiguousarray(dout[part])
+        dy_mat = dy.reshape(n, g.F, g.Ho * g.Wq)  # (n, F, L)
+        np.matmul(dy_mat, cols.transpose(0, 2, 1), out=dw_parts[:n])  # (n, F, L) @ (n, L, K) -> (n, F, K)
+        dw += dw_parts[:n].sum(axis=0)
+        if dx is not None:
+            _col2im(w_mat, dy_mat, g, workspace, dx[part])
+    db = np.einsum("nfhw->f", dout) if has_bias else None
+    if need_dx and correlate:
+        dx = _input_grad_by_correlation(dout, w_mat, g, workspace)
+    return dx, dw.reshape(g.F, g.C, g.kh, g.kw), db
+
+
+def _col2im(w_mat: np.ndarray, dy_mat: np.ndarray, g: ConvGeometry, workspace: Workspace | None,
+            dx: np.ndarray) -> None:
+    """Write the input gradient of one chunk into ``dx`` (n, C, H, W): col2im of ``W_mat^T dY``."""
+    n = len(dy_mat)
+    dcols = _buffer(workspace, "dcols", (g.chunk, g.C, g.kh, g.kw, g.Ho, g.Wq), dy_mat.dtype)[:n]
+    np.matmul(w_mat.T, dy_mat, out=dcols.reshape(n, g.C * g.kh * g.kw, g.Ho * g.Wq))  # (K, F) @ (n, F, L)
+    dxp = _buffer(workspace, "dxp", (g.chunk, g.C, g.Hb, g.Wb), dy_mat.dtype)[:n]
+    dxp.fill(0)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            _window(dxp, g, i, j)[...] += dcols[:, :, i, j]  # (n, C, Ho, Wq)
+    dx[...] = dxp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]  # the padding cropped
+
+
+def _input_grad_by_correlation(dout: np.ndarray, w_mat: np.ndarray, g: ConvGeometry,
+                               workspace: Workspace | None) -> np.ndarray:
+    """Input gradient of a stride-1 convolution with ``p < k``: ``conv2d_forward(dout, w', padding=k-1-p)``."""
     w = w_mat.reshape(g.F, g.C, g.kh, g.kw)
     w_flip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (F, C, kh, kw) -> (C, F, kh, kw)
     q = (g.kh - 1 - g.ph, g.kw - 1 - g.pw)
     inner = workspace.child("dx") if workspace is not None else None
-    gd = conv_geometry(dout.shape, w_flip.shape, 1, q)
-    if gd.batched:
-        dx, _ = conv2d_forward(dout, w_flip, None, 1, q, workspace=inner)
-        return dx
-    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
-    per_image = gd.C * gd.kh * gd.kw * gd.Ho * gd.Wq * dout.itemsize  # bytes of columns per image
-    chunk = max(1, CHUNK_BYTES // per_image)
-    for n0 in range(0, g.N, chunk):
-        part = dout[n0:n0 + chunk]  # (n, F, Ho, Wo)
-        # a partial last chunk gets its own buffers, so the full-size ones are not reallocated every call
-        ws = None if inner is None else inner.child("tail") if len(part) < chunk else inner
-        _forward_channel_major(part, w_flip, None, gd._replace(N=len(part)), ws, dx[n0:n0 + chunk])
+    dx, _ = conv2d_forward(dout, w_flip, None, 1, q, workspace=inner)
     return dx
-
-
-def _forward_batched(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: ConvGeometry,
-                     workspace: Workspace | None) -> tuple[np.ndarray, Any]:
-    """:func:`conv2d_forward` for small K: ``y[n] = W_mat @ cols[n]``, written straight into (N, F, Ho, Wo).
-
-    With a bias, ``cols`` gets a row of ones and ``W_mat`` the bias as an extra column,
-    :math:`y_n = [W_{mat}\\; b]\\,[X_{col,n};\\, \\mathbf{1}^T]`, so the product adds it (no extra pass over
-    ``y``) and backward's weight-gradient product yields :math:`\\partial L/\\partial b` as its last column.
-    """
-    dtype = x.dtype
-    K, L = g.C * g.kh * g.kw, g.Ho * g.Wo
-    xp = x
-    if g.ph or g.pw:
-        xp = _buffer(workspace, "x", (g.N, g.C, g.Hb, g.Wb), dtype)  # zero border, written interior
-        xp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x
-    cols = _buffer(workspace, "cols", (g.N, K + (b is not None), L), dtype)  # (N, K [+1], Ho*Wo)
-    windows = cols[:, :K].reshape(g.N, g.C, g.kh, g.kw, g.Ho, g.Wo)  # a view
-    for i in range(g.kh):
-        for j in range(g.kw):
-            windows[:, :, i, j] = xp[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw]
-    w_mat = w.reshape(g.F, K).astype(dtype, copy=False)  # (F, C*kh*kw)
-    w_aug = w_mat
-    if b is not None:
-        cols[:, K] = 1
-        w_aug = np.concatenate([w_mat, b.astype(dtype, copy=False)[:, None]], axis=1)  # (F, K+1)
-    out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
-    np.matmul(w_aug, cols, out=out.reshape(g.N, g.F, L))  # (F, K [+1]) @ (N, K [+1], L) -> (N, F, L)
-    return out, (cols, w_mat, g, b is not None, workspace)
-
-
-def _backward_batched(dout: np.ndarray, cols: np.ndarray, w_mat: np.ndarray, g: ConvGeometry, has_bias: bool,
-                      workspace: Workspace | None, need_dx: bool
-                      ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """:func:`conv2d_backward` for the batch-major layout of :func:`_forward_batched`."""
-    K, L = g.C * g.kh * g.kw, g.Ho * g.Wo
-    dy = dout.reshape(g.N, g.F, L)  # (N, F, Ho*Wo), a view
-    # (N, F, L) @ (N, L, K [+1]) -> (N, F, K [+1]) -> (F, K [+1]); with a bias the ones row gives db = sum dy
-    dw_aug = np.matmul(dy, cols.transpose(0, 2, 1)).sum(axis=0)
-    dw = np.ascontiguousarray(dw_aug[:, :K]).reshape(g.F, g.C, g.kh, g.kw)  # (F, K) -> (F, C, kh, kw)
-    db = dw_aug[:, K].copy() if has_bias else None
-    if not need_dx:
-        return None, dw, db
-    dcols = _buffer(workspace, "dcols", (g.N, g.C, g.kh, g.kw, g.Ho, g.Wo), cols.dtype)
-    np.matmul(w_mat.T, dy, out=dcols.reshape(g.N, K, L))  # (K, F) @ (N, F, L) -> (N, K, L)
-    padded = g.ph or g.pw
-    dxp = _buffer(workspace, "dx", (g.N, g.C, g.Hb, g.Wb), cols.dtype) if padded else \
-        np.zeros((g.N, g.C, g.H, g.W), cols.dtype)  # returned itself when there is no padding
-    dxp.fill(0)
-    for i in range(g.kh):
-        for j in range(g.kw):
-            dxp[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw] += dcols[:, :, i, j]
-    if not padded:
-        return dxp, dw, db
-    return np.ascontiguousarray(dxp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]), dw, db
