@@ -140,7 +140,8 @@ def test_profile_a_named_model_and_a_file(run, capsys):
     model_path = str(run / "model.safetensors")
     assert main(["profile", model_path, "--batch-size", "4", "--repeats", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["index"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["step"] for r in rows] == ["0", "1-2", "3", "4"]  # what fit runs: ReLU and pooling fused
+    assert rows[1]["op"] == "relu_maxpool2d" and rows[1]["output_shape"] == [4, 8, 13, 13]
     assert rows[0]["output_shape"] == [4, 8, 26, 26]
     assert all(r["forward_ms"] > 0 and r["backward_ms"] >= 0 for r in rows)
 
@@ -152,7 +153,7 @@ def test_profile_model_rows():
     model = build_model("lenet5", seed=0)
     before = [p.copy() for p in model.parameters()]
     rows = profile_model(model, (1, 28, 28), batch_size=4, repeats=2)
-    assert len(rows) == len(model.layers)
+    assert [r["step"] for r in rows] == [step.span for step in model.plan().steps]
     assert rows[-1]["output_shape"] == [4, 10]
     assert all(np.array_equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert "images/s" in format_profile(rows, 4)

@@ -84,7 +84,7 @@ def test_feature_maps_of_each_conv_block(tmp_path):
     maps = plots.feature_maps(model, image)
     # LeNet-5: conv-act-pool twice, so two blocks, each ending at its pooling layer.
     assert [m.shape for _, m in maps] == [(6, 14, 14), (16, 5, 5)]
-    assert all("MaxPool2D" in name for name, _ in maps)
+    assert [name for name, _ in maps] == ["block 1 (layers 0-2)", "block 2 (layers 3-5)"]
     _png(plots.plot_feature_maps(image, maps, tmp_path / "maps.png"))
     with pytest.raises(ValueError, match="at least one"):
         plots.plot_feature_maps(image, [], tmp_path / "none.png")

@@ -187,3 +187,19 @@ def test_global_avg_pool_errors():
         GlobalAvgPool2D().forward(np.zeros((4, 5)))
     with pytest.raises(RuntimeError, match=r"GlobalAvgPool2D: backward\(\) called before forward\(\)"):
         GlobalAvgPool2D().backward(np.zeros((1, 1)))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (1, 1, 5, 7), (3, 2, 2, 2)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_maxpool_2x2_fast_kernel_matches_general_kernel(shape, ties):
+    """The 2x2 stride-2 fast path gives the general kernel's maximum and window index, ties included."""
+    from numpycnn.functional import pool
+
+    rng = np.random.default_rng(4)
+    x = (rng.integers(0, 2, size=shape) if ties else rng.standard_normal(shape)).astype(np.float32)
+    g = pool.pool_geometry(x.shape, 2, 2)
+    fast_out, fast_index = pool._maxpool2x2_forward(x, g)
+    out, index = pool._maxpool_by_offsets(x, g)
+    np.testing.assert_array_equal(fast_out, out)
+    np.testing.assert_array_equal(fast_index, index)
+    assert fast_index.dtype == index.dtype == np.uint8

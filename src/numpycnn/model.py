@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from numpycnn.layers.base import LAYER_REGISTRY, Layer
+from numpycnn.plan import ExecutionPlan
 
 #: Layers after which a weight layer is initialised for a rectifier (He/Kaiming); Glorot otherwise.
 _RECTIFIERS = ("ReLU", "LeakyReLU")
@@ -38,6 +39,9 @@ class Sequential:
         The layers, in order.
     input_shape : tuple of int, optional
         The per-sample input shape, e.g. ``(1, 28, 28)``; used by ``summary`` and stored in model files.
+    fuse : bool
+        Run pairs such as batch norm + ReLU as one fused operation (exactly equal, fewer passes over memory);
+        see :meth:`plan`.
 
     Examples
     --------
@@ -48,7 +52,8 @@ class Sequential:
     (2, 10)
     """
 
-    def __init__(self, layers: Iterable[Layer], input_shape: Sequence[int] | None = None) -> None:
+    def __init__(self, layers: Iterable[Layer], input_shape: Sequence[int] | None = None, *,
+                 fuse: bool = True) -> None:
         self.layers: list[Layer] = list(layers)
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
@@ -56,9 +61,10 @@ class Sequential:
                     f"Sequential: every element of `layers` must be a Layer. Got {type(layer).__name__} at index {i}."
                 )
         self.input_shape: tuple[int, ...] | None = tuple(int(d) for d in input_shape) if input_shape else None
-        #: :meth:`_execution_order`'s result and the layers it was computed for (``layers`` may be edited).
-        self._order_for: tuple[Layer, ...] | None = None
-        self._order: list[int] = []
+        #: Whether :meth:`plan` may run pairs of layers as one fused operation (:data:`numpycnn.plan.FUSIONS`).
+        self.fuse = bool(fuse)
+        self._plan: ExecutionPlan | None = None
+        self._plan_key: tuple[Any, ...] = ()
         #: Names of the output classes, saved in model files (``None`` when unknown).
         self.class_names: list[str] | None = None
         #: The input normalisation the model was trained with, ``{"mean": [...], "std": [...]}`` per channel of
@@ -69,28 +75,20 @@ class Sequential:
 
     # -- running ------------------------------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        for i in self._execution_order():
-            x = self.layers[i].forward(x, training=training)
-        return x
-
-    def _execution_order(self) -> list[int]:
-        """Layer indices in the order they run: each ``ReLU`` directly followed by ``MaxPool2D`` swaps with it.
-
-        ReLU is non-decreasing, so :math:`\\max_{win} \\mathrm{relu}(x) = \\mathrm{relu}(\\max_{win} x)`; the
-        pooled maximum is at the same (first) position whenever it is positive, and the gradient is zero
-        otherwise, so outputs and gradients are unchanged while the ReLU works on the pooled values only.
-        """
-        layers = tuple(self.layers)
-        if layers == self._order_for:  # computed once per list of layers, not every batch
-            return self._order
-        order = list(range(len(layers)))
-        for i in range(len(layers) - 1):
-            if layers[i].name == "ReLU" and layers[i + 1].name == "MaxPool2D" and order[i] == i:
-                order[i], order[i + 1] = i + 1, i
-        self._order_for, self._order = layers, order
-        return order
+        return self.plan().forward(x, training)
 
     __call__ = forward
+
+    def plan(self) -> ExecutionPlan:
+        """The steps ``forward`` and ``backward`` run: each layer on its own, or two as one fused operation.
+
+        See :mod:`numpycnn.plan`; ``print(model.plan())`` shows it. Recomputed when ``layers`` or ``fuse``
+        change, not every batch.
+        """
+        key = (tuple(self.layers), self.fuse)
+        if self._plan is None or key != self._plan_key:
+            self._plan, self._plan_key = ExecutionPlan(self.layers, self.fuse), key
+        return self._plan
 
     def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``grad`` (the loss gradient of the output); every layer fills its ``grads``.
@@ -99,20 +97,10 @@ class Sequential:
         nobody uses it) a first layer that can skip it (``compute_input_grad``, e.g. Conv2D) does, and the
         result is ``None``; the parameter gradients are the same either way.
         """
-        order = self._execution_order()
-        for i in reversed(order[1:]):
-            grad = self.layers[i].backward(grad)
-        if not self.layers:
-            return grad
-        first = self.layers[order[0]]
-        if input_grad or not hasattr(first, "compute_input_grad"):
-            return first.backward(grad)
-        saved, first.compute_input_grad = first.compute_input_grad, False
-        try:
-            first.backward(grad)
-        finally:
-            first.compute_input_grad = saved
-        return None
+        steps = self.plan().steps
+        for i in range(len(steps) - 1, -1, -1):
+            grad = steps[i].backward(grad, input_grad=input_grad or i > 0)
+        return grad
 
     def zero_grad(self) -> None:
         for layer in self.layers:
@@ -264,6 +252,9 @@ class Sequential:
 
         body = [fmt(rows[0]), line, *(fmt(r) for r in rows[1:]), line,
                 f"Total parameters: {self.num_parameters():,}"]
+        fused_steps = self.plan().fused_steps
+        if fused_steps:
+            body.append("Fused steps: " + ", ".join(f"layers {step.span} as {step.op}" for step in fused_steps))
         if input_shape:
             body.insert(0, f"Input shape: {(None, *input_shape)}")
         return "\n".join(body)

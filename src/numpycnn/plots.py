@@ -190,8 +190,10 @@ def plot_feature_maps(image: np.ndarray, maps: Sequence[tuple[str, np.ndarray]],
 def feature_maps(model: Any, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """The activations of one image after each convolution block of a ``Sequential`` model, in inference mode.
 
-    A block starts at a ``Conv2D`` and ends before the next ``Conv2D`` or at the first layer whose output is
-    not an image (``Flatten``); its output is what the next block sees.
+    The model runs its own execution plan (:meth:`Sequential.plan`, the steps ``fit`` runs, fused pairs
+    included). A block starts at a step that begins with a ``Conv2D`` and ends before the next one or at the first
+    step whose output is not an image (``Flatten``); its output is what the next block sees. Blocks are named by
+    the layers they span, like ``"block 1 (layers 0-3)"``.
 
     Parameters
     ----------
@@ -201,23 +203,26 @@ def feature_maps(model: Any, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
     Returns
     -------
-    list of (name, ndarray of shape (channels, h, w)), one per block, named like ``"block 1 (MaxPool2D)"``.
+    list of (name, ndarray of shape (channels, h, w)), one per block.
     """
     x = np.asarray(image)[None]  # (1, C, H, W)
     maps: list[tuple[str, np.ndarray]] = []
-    in_block, previous = False, ""
-    for layer in model.layers:
-        if layer.name == "Conv2D" and in_block:
-            maps.append((f"block {len(maps) + 1} ({previous})", x[0]))
-        y = layer.forward(x, training=False)
-        if layer.name == "Conv2D":
-            in_block = True
-        if in_block and y.ndim != 4:
-            maps.append((f"block {len(maps) + 1} ({previous})", x[0]))
-            in_block = False
-        x, previous = y, layer.name
-    if in_block:
-        maps.append((f"block {len(maps) + 1} ({previous})", x[0]))
+    first: int | None = None  # the first layer of the open block
+    last = 0
+    for step in model.plan().steps:
+        starts_block = step.layers[0].name == "Conv2D"
+        if first is not None and starts_block:
+            maps.append((f"block {len(maps) + 1} (layers {first}-{last})", x[0]))
+            first = None
+        y = step.forward(x, training=False)
+        if starts_block:
+            first = step.start
+        if first is not None and y.ndim != 4:
+            maps.append((f"block {len(maps) + 1} (layers {first}-{last})", x[0]))
+            first = None
+        x, last = y, step.stop - 1
+    if first is not None:
+        maps.append((f"block {len(maps) + 1} (layers {first}-{last})", x[0]))
     return maps
 
 

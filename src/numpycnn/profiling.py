@@ -1,7 +1,8 @@
-"""Where a training step spends its time: forward and backward time of each layer for one batch.
+"""Where a training step spends its time: forward and backward time of each step of the model's plan for one batch.
 
-:func:`profile_model` runs the model's layers one by one on a random batch, timing each layer's
-``forward`` and ``backward`` with :func:`time.perf_counter`, and reports the median over ``repeats`` timed
+:func:`profile_model` runs the steps of the model's execution plan (:meth:`Sequential.plan`, the same steps
+``fit`` runs: a layer on its own, or a fused pair) on a random batch, timing each step's ``forward`` and
+``backward`` with :func:`time.perf_counter`, and reports the median over ``repeats`` timed
 runs after one untimed warm-up run (which allocates the layers' reusable buffers). :func:`format_profile`
 prints the rows as the table ``numpycnn profile`` shows.
 
@@ -25,7 +26,7 @@ from numpycnn._checks import positive_int
 
 def profile_model(model: Any, input_shape: Sequence[int], batch_size: int = 64,
                   repeats: int = 5, seed: int = 0) -> list[dict[str, Any]]:
-    """Median forward and backward time of every layer of ``model`` on a batch of random inputs.
+    """Median forward and backward time of every step of ``model.plan()`` on a batch of random inputs.
 
     Parameters
     ----------
@@ -41,8 +42,9 @@ def profile_model(model: Any, input_shape: Sequence[int], batch_size: int = 64,
     Returns
     -------
     list of dict
-        One row per layer: ``index``, ``layer`` (its repr), ``output_shape`` (with the batch axis),
-        ``params``, ``forward_ms``, ``backward_ms``, ``total_ms``.
+        One row per step: ``index`` (its first layer), ``step`` (its layers, ``"4"`` or ``"4-5"``), ``op``
+        (the fused operation, or the layer's class), ``layer`` (its repr), ``output_shape`` (with the batch
+        axis), ``params``, ``forward_ms``, ``backward_ms``, ``total_ms``.
 
     Raises
     ------
@@ -56,44 +58,46 @@ def profile_model(model: Any, input_shape: Sequence[int], batch_size: int = 64,
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch_size, *input_shape)).astype(model.dtype)  # (B, *input_shape)
     upstream = rng.standard_normal((batch_size, *shapes[-1])).astype(model.dtype)  # (B, *output_shape)
-    layers = model.layers
-    forward = np.zeros((repeats, len(layers)))
-    backward = np.zeros((repeats, len(layers)))
+    steps = model.plan().steps
+    forward = np.zeros((repeats, len(steps)))
+    backward = np.zeros((repeats, len(steps)))
     for run in range(repeats + 1):  # run 0 warms up and is not recorded
         out = x
-        for i, layer in enumerate(layers):
+        for i, step in enumerate(steps):
             start = time.perf_counter()
-            out = layer.forward(out, training=True)
+            out = step.forward(out, training=True)
             if run:
                 forward[run - 1, i] = time.perf_counter() - start
         grad = upstream
-        for i in range(len(layers) - 1, -1, -1):
+        for i in range(len(steps) - 1, -1, -1):
             start = time.perf_counter()
-            grad = layers[i].backward(grad)
+            grad = steps[i].backward(grad, input_grad=i > 0)  # as fit: nobody reads the input gradient
             if run:
                 backward[run - 1, i] = time.perf_counter() - start
     forward_ms = np.median(forward, axis=0) * 1e3
     backward_ms = np.median(backward, axis=0) * 1e3
     return [
         {
-            "index": i,
-            "layer": repr(layer),
-            "output_shape": [batch_size, *shapes[i]],
-            "params": layer.num_parameters(),
+            "index": step.start,
+            "step": step.span,
+            "op": step.name,
+            "layer": step.describe(),
+            "output_shape": [batch_size, *shapes[step.stop - 1]],
+            "params": sum(layer.num_parameters() for layer in step.layers),
             "forward_ms": float(forward_ms[i]),
             "backward_ms": float(backward_ms[i]),
             "total_ms": float(forward_ms[i] + backward_ms[i]),
         }
-        for i, layer in enumerate(layers)
+        for i, step in enumerate(steps)
     ]
 
 
 def format_profile(rows: Sequence[dict[str, Any]], batch_size: int | None = None) -> str:
     """The rows of :func:`profile_model` as a text table with totals and each layer's share of the time."""
     total = sum(r["total_ms"] for r in rows)
-    header = ("#", "Layer", "Output shape", "Forward ms", "Backward ms", "Total ms", "Share")
+    header = ("#", "Step", "Output shape", "Forward ms", "Backward ms", "Total ms", "Share")
     body = [
-        (str(r["index"]), r["layer"], str(tuple(r["output_shape"])), f"{r['forward_ms']:.3f}",
+        (r["step"], r["layer"], str(tuple(r["output_shape"])), f"{r['forward_ms']:.3f}",
          f"{r['backward_ms']:.3f}", f"{r['total_ms']:.3f}",
          f"{100 * r['total_ms'] / total:.1f}%" if total > 0 else "-")
         for r in rows

@@ -76,8 +76,12 @@ def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
         \\frac{\\partial L}{\\partial x_{n,c,s_h h + i^*, s_w w + j^*}} \\mathrel{+}= dy_{n,c,h,w}
 
     where :math:`(i^*, j^*)` is the first position of the maximum in row-major window order (PyTorch's choice
-    on ties); every other input gets no gradient from that window. The forward pass records :math:`(i^*, j^*)`
-    as one small integer per output, so backward needs no comparison with ``x``.
+    on ties); every other input gets no gradient from that window. The cache records :math:`t^* = i^* k_w + j^*`
+    as one small integer per output (``argmax``), so backward needs no comparison with ``x``.
+
+    The general kernel makes ``kh * kw - 1`` passes of compare, maximum and index update over the (N, C, Ho, Wo)
+    slices. **Fast path**, chosen when the window is 2x2 with stride 2 (the usual pooling):
+    :func:`_maxpool2x2_forward` finds the same maximum and the same :math:`t^*` with three pairwise maxima.
 
     Shape
     -----
@@ -90,8 +94,13 @@ def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
     [[5.0, 7.0], [13.0, 15.0]]
     """
     g = pool_geometry(x.shape, kernel_size, stride)
-    if (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2):
-        return _maxpool2x2_forward(x, g)
+    kernel = _maxpool2x2_forward if (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2) else _maxpool_by_offsets
+    out, argmax = kernel(x, g)
+    return out, (g, argmax, x.dtype)
+
+
+def _maxpool_by_offsets(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """The general kernel: a running maximum and its window index over the ``kh * kw`` offset slices."""
     views = _offsets(x, g)
     out = np.array(next(views))  # (N, C, Ho, Wo), a copy of offset (0, 0)
     argmax = np.zeros(out.shape, dtype=np.uint8 if g.kh * g.kw < 256 else np.int32)
@@ -100,14 +109,12 @@ def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
         np.greater(view, out, out=better)  # strict: an equal later value does not take over
         np.maximum(out, view, out=out)  # propagates NaN like PyTorch
         np.copyto(argmax, t, where=better)
-    return out, (g, argmax, x.dtype)
+    return out, argmax
 
 
 def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
-    """Gradient of :func:`maxpool2d_forward`: ``dout`` routed to each window's first maximum."""
+    """Gradient of :func:`maxpool2d_forward`: ``dout`` routed to each window's first maximum, one pass per offset."""
     g, argmax, dtype = cache
-    if isinstance(argmax, tuple):
-        return _maxpool2x2_backward(dout, g, argmax, dtype)
     dx, disjoint = _grad_buffer(g, dtype)
     hit = np.empty(argmax.shape, dtype=bool)
     for t, view in enumerate(_offsets(dx, g)):
@@ -119,13 +126,13 @@ def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
     return dx
 
 
-def _maxpool2x2_forward(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, Any]:
-    """2x2 windows, stride 2, as three pairwise maxima of the window's four (N, C, Ho, Wo) corners.
+def _maxpool2x2_forward(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """2x2 windows, stride 2: the maximum and its window index from three pairwise maxima of the four corners.
 
-    With corners ``a b`` over ``c d``: :math:`y = \\max(\\max(a, b), \\max(c, d))`. Column 1 wins a row only if
-    strictly greater (``b > a``, ``d > c``) and row 1 wins only if its maximum is strictly greater, which is the
-    first maximum in row-major window order. Every pass runs over (N, C, Ho, Wo) arrays, a quarter of the
-    input, so no input-sized temporary is allocated; the three boolean masks replace the argmax.
+    With corners ``a b`` over ``c d`` (indices 0 1 over 2 3): :math:`y = \\max(\\max(a, b), \\max(c, d))`.
+    Column 1 wins a row only if strictly greater (``b > a``, ``d > c``) and row 1 wins only if its maximum is
+    strictly greater, which is the first maximum in row-major window order, the general kernel's :math:`t^*`.
+    Every pass runs over (N, C, Ho, Wo) arrays, a quarter of the input, and none of them over the input itself.
     """
     xc = x[:, :, :2 * g.Ho, :2 * g.Wo]  # (N, C, 2Ho, 2Wo), the rows and columns the windows cover
     a, b = xc[:, :, 0::2, 0::2], xc[:, :, 0::2, 1::2]  # (N, C, Ho, Wo) each: upper row of every window
@@ -135,26 +142,8 @@ def _maxpool2x2_forward(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, Any
     lower_max = np.maximum(c, d)  # (N, C, Ho, Wo)
     lower = np.greater(lower_max, out)  # (N, C, Ho, Wo): row 1 strictly greater
     np.maximum(out, lower_max, out=out)
-    return out, (g, (upper_right, lower_right, lower), x.dtype)
-
-
-def _maxpool2x2_backward(dout: np.ndarray, g: PoolGeometry, masks: tuple[np.ndarray, np.ndarray, np.ndarray],
-                         dtype: Any) -> np.ndarray:
-    """Gradient of :func:`_maxpool2x2_forward`: ``dout`` times the one-hot mask of each corner, four passes.
-
-    .. math::
-        dx_a = dy \\,[\\lnot lower \\wedge \\lnot ur], \\; dx_b = dy \\,[\\lnot lower \\wedge ur], \\;
-        dx_c = dy \\,[lower \\wedge \\lnot lr], \\; dx_d = dy \\,[lower \\wedge lr]
-    """
-    upper_right, lower_right, lower = masks
-    upper = ~lower  # (N, C, Ho, Wo)
-    dx, _ = _grad_buffer(g, dtype)
-    dxc = dx[:, :, :2 * g.Ho, :2 * g.Wo]  # (N, C, 2Ho, 2Wo), a view
-    np.multiply(dout, upper & ~upper_right, out=dxc[:, :, 0::2, 0::2])
-    np.multiply(dout, upper & upper_right, out=dxc[:, :, 0::2, 1::2])
-    np.multiply(dout, lower & ~lower_right, out=dxc[:, :, 1::2, 0::2])
-    np.multiply(dout, lower & lower_right, out=dxc[:, :, 1::2, 1::2])
-    return dx
+    argmax = np.where(lower, lower_right.view(np.uint8) + np.uint8(2), upper_right.view(np.uint8))  # t* in 0..3
+    return out, argmax
 
 
 def avgpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,

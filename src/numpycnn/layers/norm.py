@@ -43,32 +43,33 @@ class _BatchNorm(Layer):
         self.buffers["running_var"].fill(1)
         self.buffers["num_batches_tracked"].fill(0)
 
-    def _check_input(self, x: Any) -> np.ndarray:
+    def check_input(self, x: Any, training: bool) -> np.ndarray:
+        """``x`` as a float array, checked: the layout, the channel count, and in training more than one value
+        per channel (a variance of one value is 0)."""
         x = _checks.as_float_array(self.name, x)
         _checks.input_ndim(self.name, x, self._ndim, self._layout)
         _checks.input_size(self.name, x, 1, self.num_features, "channels")
+        if training and x.size // self.num_features < 2:
+            raise ValueError(
+                f"{self.name}: expected more than 1 value per channel in training, got input of shape "
+                f"{tuple(x.shape)}. Use a batch of at least 2, or forward(x, training=False)."
+            )
         return x
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        x = self._check_input(x)
+        x = self.check_input(x, training)
         gamma, beta = self.params["weight"], self.params["bias"]
         if not training:
             y, cache = F.batch_norm_inference_forward(
                 x, gamma, beta, self.buffers["running_mean"], self.buffers["running_var"], self.eps)
             self.cache = (False, cache)
             return y
-        m = x.size // self.num_features  # values per channel
-        if m < 2:
-            raise ValueError(
-                f"{self.name}: expected more than 1 value per channel in training, got input of shape "
-                f"{tuple(x.shape)}. Use a batch of at least 2, or forward(x, training=False)."
-            )
         y, cache = F.batch_norm_forward(x, gamma, beta, self.eps)
-        self._update_running_stats(cache[4], cache[5], m)
+        self.update_running_stats(cache[4], cache[5], x.size // self.num_features)
         self.cache = (True, cache)
         return y
 
-    def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
+    def update_running_stats(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
         """:math:`\\mu_{run} \\leftarrow (1-\\alpha)\\mu_{run} + \\alpha\\mu`, likewise for the *unbiased*
         variance :math:`\\sigma^2 m/(m-1)`; :math:`\\alpha` = momentum, or :math:`1/t` when None."""
         tracked = self.buffers["num_batches_tracked"]

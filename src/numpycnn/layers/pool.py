@@ -27,7 +27,8 @@ class _Pool2D(Layer):
         self.kernel_size = _checks.int_pair(self.name, "kernel_size", kernel_size)
         self.stride = self.kernel_size if stride is None else _checks.int_pair(self.name, "stride", stride)
 
-    def _check_input(self, x: Any) -> np.ndarray:
+    def check_input(self, x: Any) -> np.ndarray:
+        """``x`` as a float (N, C, H, W) array at least as large as the window."""
         x = _checks.as_float_array(self.name, x)
         _checks.input_ndim(self.name, x, 4, "(N, C, H, W)")
         self._spatial_out(x.shape[2:], x.shape)
@@ -86,7 +87,7 @@ class MaxPool2D(_Pool2D):
     """
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        y, self.cache = maxpool2d_forward(self._check_input(x), self.kernel_size, self.stride)
+        y, self.cache = maxpool2d_forward(self.check_input(x), self.kernel_size, self.stride)
         return y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -121,7 +122,7 @@ class AvgPool2D(_Pool2D):
     """
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        y, self.cache = avgpool2d_forward(self._check_input(x), self.kernel_size, self.stride)
+        y, self.cache = avgpool2d_forward(self.check_input(x), self.kernel_size, self.stride)
         return y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:

@@ -1,0 +1,157 @@
+"""Fused operations: two layers' math in one operation, each exactly equal to the unfused composition.
+
+NumPy runs every element-wise operation as one pass over memory, so what costs time in batch norm, ReLU and
+pooling is the number of passes over activation-sized arrays, not the arithmetic. A fused operation computes
+the composition of two layers with fewer passes and fewer stored arrays. Each one's docstring says why it is
+exact; the tests hold each one equal to the composition of the unfused functions (forward and every gradient)
+and to PyTorch. :class:`numpycnn.plan.ExecutionPlan` decides where they run; ``Sequential.summary()`` and
+``numpycnn profile`` show it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numpycnn.functional.pool import maxpool2d_backward, maxpool2d_forward
+
+
+def _as_ncl(x: np.ndarray) -> np.ndarray:
+    return x.reshape(x.shape[0], x.shape[1], -1)  # (N, C, L), L = H W or 1
+
+
+def batchnorm_relu_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                           eps: float = 1e-5) -> tuple[np.ndarray, Any]:
+    """Training-mode batch norm followed by ReLU, :math:`y = \\max(\\gamma \\hat x + \\beta, 0)`.
+
+    Notes
+    -----
+    Per channel, over the :math:`m` values of the batch, with :math:`x_c = x - \\mu` and
+    :math:`s = \\gamma / \\sqrt{\\sigma^2 + \\epsilon}`:
+
+    .. math::
+        \\mu = \\frac{1}{m}\\sum_i x_i, \\quad \\sigma^2 = \\frac{1}{m}\\sum_i x_{c,i}^2, \\quad
+        y_i = \\max(s\\, x_{c,i} + \\beta, 0)
+
+    Backward, with :math:`g_i = dy_i [y_i > 0]` the gradient that reaches batch norm's output (ReLU's mask is
+    :math:`y > 0`, the same as the unfused ReLU's :math:`z > 0` on its input :math:`z`, because
+    :math:`y = \\max(z, 0)`):
+
+    .. math::
+        \\frac{\\partial L}{\\partial \\beta} = \\sum_i g_i, \\quad
+        \\frac{\\partial L}{\\partial \\gamma} = \\frac{1}{\\sqrt{\\sigma^2 + \\epsilon}} \\sum_i g_i x_{c,i}, \\quad
+        \\frac{\\partial L}{\\partial x_i} = s \\Big(g_i - \\frac{1}{m}\\frac{\\partial L}{\\partial \\beta}\\Big)
+        - x_{c,i}\\, \\frac{s}{m \\sqrt{\\sigma^2 + \\epsilon}} \\frac{\\partial L}{\\partial \\gamma}
+
+    which is :func:`numpycnn.functional.norm.batch_norm_backward` of :math:`g` with
+    :math:`\\hat x = x_c / \\sqrt{\\sigma^2 + \\epsilon}` written out. It stores :math:`x_c` and :math:`y`
+    (not :math:`\\hat x`, :math:`z` and a mask) and makes five passes forward and five backward, against eight
+    and seven for the two layers apart.
+
+    Shape
+    -----
+    ``x`` (N, C) or (N, C, H, W); ``gamma``, ``beta`` (C,); ``y`` has the shape of ``x``.
+
+    Returns
+    -------
+    y : ndarray
+    cache : tuple
+        ``(x_c, y, inv_std, scale, mean, var)``; ``mean`` and ``var`` (biased, (C,)) update running statistics.
+    """
+    x3 = _as_ncl(x)  # (N, C, L)
+    m = x3.shape[0] * x3.shape[2]
+    mean = np.einsum("ncl->c", x3) / m  # (C,)
+    xc = np.subtract(x3, mean[:, None])  # (N, C, L), centred
+    var = np.einsum("ncl,ncl->c", xc, xc) / m  # (C,), biased
+    inv_std = 1.0 / np.sqrt(var + eps)  # (C,)
+    scale = (gamma * inv_std).astype(x.dtype, copy=False)
+    y = np.multiply(xc, scale[:, None])  # (N, C, L)
+    y += beta[:, None]
+    np.maximum(y, 0, out=y)
+    return y.reshape(x.shape), (xc, y, inv_std, scale, mean, var)  # y back to (N, C[, H, W])
+
+
+def batchnorm_relu_backward(dy: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`batchnorm_relu_forward`: ``(dx, dgamma, dbeta)``."""
+    xc, y, inv_std, scale, _, _ = cache
+    m = xc.shape[0] * xc.shape[2]
+    g = np.multiply(_as_ncl(dy), y > 0, dtype=xc.dtype)  # (N, C, L): ReLU's backward
+    dbeta = np.einsum("ncl->c", g)  # (C,)
+    dgamma = np.einsum("ncl,ncl->c", g, xc) * inv_std  # (C,)
+    g *= scale[:, None]
+    g -= (scale * dbeta / m)[:, None]
+    dx = np.multiply(xc, (scale * inv_std * dgamma / m).astype(xc.dtype)[:, None])  # (N, C, L)
+    np.subtract(g, dx, out=dx)
+    return dx.reshape(dy.shape), dgamma, dbeta  # dx back to (N, C[, H, W])
+
+
+def batchnorm_relu_inference_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray,
+                                     var: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, Any]:
+    """Inference-mode batch norm followed by ReLU: :math:`y = \\max(s (x - \\mu_{run}) + \\beta, 0)`.
+
+    Notes
+    -----
+    With :math:`s = \\gamma / \\sqrt{\\sigma^2_{run} + \\epsilon}` the batch norm is an affine map per channel,
+    :math:`z = s x + (\\beta - s \\mu_{run})`, so the pair is three passes (multiply, add, clamp in place):
+
+    .. math::
+        \\frac{\\partial L}{\\partial x} = s\\, dy\\, [y > 0], \\quad
+        \\frac{\\partial L}{\\partial \\beta} = \\sum_i dy_i [y_i > 0], \\quad
+        \\frac{\\partial L}{\\partial \\gamma} = \\sum_i dy_i [y_i > 0]
+            \\frac{x_i - \\mu_{run}}{\\sqrt{\\sigma^2_{run} + \\epsilon}}
+
+    Shape
+    -----
+    ``x`` (N, C) or (N, C, H, W); the statistics and parameters (C,); ``y`` has the shape of ``x``.
+    """
+    x3 = _as_ncl(x)  # (N, C, L)
+    inv_std = 1.0 / np.sqrt(var + eps)  # (C,)
+    scale = (gamma * inv_std).astype(x.dtype, copy=False)
+    shift = (beta - mean * scale).astype(x.dtype, copy=False)
+    y = np.multiply(x3, scale[:, None])  # (N, C, L)
+    y += shift[:, None]
+    np.maximum(y, 0, out=y)
+    return y.reshape(x.shape), (x3, y, scale, inv_std, mean)  # y back to (N, C[, H, W])
+
+
+def batchnorm_relu_inference_backward(dy: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`batchnorm_relu_inference_forward`: ``(dx, dgamma, dbeta)``."""
+    x3, y, scale, inv_std, mean = cache
+    g = np.multiply(_as_ncl(dy), y > 0, dtype=x3.dtype)  # (N, C, L): ReLU's backward
+    dbeta = np.einsum("ncl->c", g)  # (C,)
+    dgamma = (np.einsum("ncl,ncl->c", g, x3) - mean * dbeta) * inv_std  # sum g (x - mean) / std
+    g *= scale[:, None]
+    return g.reshape(dy.shape), dgamma, dbeta  # dx back to (N, C[, H, W])
+
+
+def relu_maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
+                           stride: int | tuple[int, int] | None = None) -> tuple[np.ndarray, Any]:
+    """ReLU followed by max pooling, computed as max pooling followed by ReLU on the (smaller) pooled output.
+
+    Notes
+    -----
+    ReLU is non-decreasing, so :math:`\\max_{win} \\max(x, 0) = \\max(\\max_{win} x, 0)`: the outputs are
+    equal. The gradients are too. Where the window's maximum :math:`x^*` is positive, it is the first maximum
+    of both ``x`` and ``relu(x)`` (a positive value ties only with equal values), so :math:`dy` reaches the same
+    pixel, whose ReLU passes it. Where :math:`x^* \\le 0` every input of the window gets zero either way: the
+    unfused ReLU blocks the gradient that pooling routes to a zero, and here the ReLU on the pooled value does.
+    ReLU then works on a :math:`k_h k_w`-times smaller array, forward and backward.
+
+    .. math::
+        y = \\max(\\mathrm{maxpool}(x), 0), \\qquad
+        \\frac{\\partial L}{\\partial x} = \\mathrm{maxpool}^T\\big(dy\\, [y > 0]\\big)
+
+    Shape
+    -----
+    ``x`` (N, C, H, W) -> ``y`` (N, C, Ho, Wo), as :func:`numpycnn.functional.pool.maxpool2d_forward`.
+    """
+    pooled, pool_cache = maxpool2d_forward(x, kernel_size, stride)
+    np.maximum(pooled, 0, out=pooled)
+    return pooled, (pool_cache, pooled)
+
+
+def relu_maxpool2d_backward(dy: np.ndarray, cache: Any) -> np.ndarray:
+    """Gradient of :func:`relu_maxpool2d_forward`: ReLU's mask on the pooled output, then pooling's routing."""
+    pool_cache, y = cache
+    return maxpool2d_backward(np.multiply(dy, y > 0, dtype=y.dtype), pool_cache)
