@@ -15,5 +15,7 @@ from __future__ import annotations
 
 from numpycnn.interchange._onnx import IR_VERSION, MAX_IMPORT_OPSET, MIN_IMPORT_OPSET, OPSET
 from numpycnn.interchange.onnx_export import export_onnx, to_onnx
+from numpycnn.interchange.onnx_import import from_onnx, load_onnx
 
-__all__ = ["IR_VERSION", "MAX_IMPORT_OPSET", "MIN_IMPORT_OPSET", "OPSET", "export_onnx", "to_onnx"]
+__all__ = ["IR_VERSION", "MAX_IMPORT_OPSET", "MIN_IMPORT_OPSET", "OPSET", "export_onnx", "from_onnx",
+           "load_onnx", "to_onnx"]
