@@ -70,7 +70,7 @@ def _torch_net(torch):
         nn.Conv2d(2, 6, 3, stride=2, padding=1), nn.BatchNorm2d(6), nn.LeakyReLU(0.2), nn.MaxPool2d(2),
         nn.Conv2d(6, 5, (3, 2), padding=(1, 0), bias=False), nn.Tanh(), nn.AvgPool2d(2, stride=1),
         nn.Conv2d(5, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 8),
-        nn.BatchNorm1d(8), nn.Sigmoid(), nn.Dropout(0.3), nn.Linear(8, 3), nn.Softmax(dim=1))
+        nn.BatchNorm1d(8, momentum=0.3), nn.Sigmoid(), nn.Dropout(0.3), nn.Linear(8, 3), nn.Softmax(dim=1))
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for module in net:
@@ -100,8 +100,25 @@ def test_torch_onnx_export_of_a_sequential_imports_and_matches_pytorch(opset, fo
     for batch in (slice(0, 1), slice(0, 7)):
         np.testing.assert_allclose(model.forward(x[batch].numpy(), training=False), expected[batch],
                                    rtol=1e-5, atol=1e-5)
+    assert next(layer for layer in model.layers if layer.name == "BatchNorm1D").momentum == 0.3  # from ONNX's 0.7
     if not fold:  # batch norm kept as its own node: its tensors arrive under numpycnn's names
         np.testing.assert_array_equal(model.state_dict()["1.running_var"], net[1].running_var.numpy())
+
+
+def test_gemm_with_untransposed_weights_and_row_bias_matches_onnxruntime():
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(12, 5)).astype(np.float32), rng.normal(size=(1, 5)).astype(np.float32)  # (in, out)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=1), helper.make_node("Gemm", ["f", "w", "b"], ["y"])]
+    inits = [onnx.numpy_helper.from_array(w, "w"), onnx.numpy_helper.from_array(b, "b")]
+    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), ir_version=8,
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model = from_onnx(proto)
+    assert model.layers[1].params["weight"].shape == (5, 12)
+    batch = rng.normal(size=(7, 3, 2, 2)).astype(np.float32)
+    np.testing.assert_allclose(model.forward(batch, training=False), run_onnx(proto, batch, "x"), rtol=1e-5,
+                               atol=1e-5)
 
 
 # -- damaged and hostile files ---------------------------------------------------------------------------------
