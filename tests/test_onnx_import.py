@@ -85,14 +85,16 @@ def _torch_net(torch):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, still the one that runs offline
-@pytest.mark.parametrize(("opset", "fold"), [(11, True), (13, False), (17, True), (17, False)])
+@pytest.mark.parametrize(("opset", "fold"), [(11, True), (13, False), (17, True), (17, False), (None, False)])
 def test_torch_onnx_export_of_a_sequential_imports_and_matches_pytorch(opset, fold, tmp_path):
     torch = pytest.importorskip("torch")
     net = _torch_net(torch)
     path = tmp_path / "torch.onnx"
-    torch.onnx.export(net, torch.zeros(1, 2, 19, 16), str(path), dynamo=False, opset_version=opset,
+    torch.onnx.export(net, torch.zeros(1, 2, 19, 16), str(path), dynamo=False, opset_version=opset,  # None: default
                       do_constant_folding=fold, input_names=["x"], dynamic_axes={"x": {0: "batch"}})
     model = load_onnx(path)
+    version = onnx.load(str(path)).opset_import[0].version
+    assert version == opset if opset else version >= 17
     assert [layer.name for layer in model.layers][-3:] == ["Sigmoid", "Dense", "Softmax"]
     x = torch.randn(7, 2, 19, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -271,3 +273,9 @@ def test_files_over_the_size_limit_are_refused(good, tmp_path, monkeypatch):
     monkeypatch.setattr(_onnx, "MAX_FILE_BYTES", 1000)
     with pytest.raises(ModelFileError, match="larger than the 1000 bytes"):
         load_onnx(path)
+
+
+def test_a_graph_with_baked_preprocessing_is_not_read_back():
+    proto = to_onnx(models.seed_cnn(seed=0), bake_preprocessing=True)
+    with pytest.raises(ModelFileError, match=r"graph input 'pixels' must be a float32 tensor\. Got UINT8\."):
+        from_onnx(proto)

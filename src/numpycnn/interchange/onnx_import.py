@@ -123,8 +123,10 @@ def _input_shape(value_info: Any, fail: Callable[[str], ModelFileError]) -> tupl
     kind = value_info.type.WhichOneof("value")
     tensor_type = value_info.type.tensor_type
     if kind != "tensor_type" or tensor_type.elem_type != TensorProto.FLOAT:
-        raise fail(f"graph input {name!r} must be a float32 tensor. Got {value_info.type!r:.120}. (Graphs with "
-                   "baked-in preprocessing or other input types are not read back.)")
+        got = kind if kind != "tensor_type" else TensorProto.DataType.Name(tensor_type.elem_type) \
+            if tensor_type.elem_type in TensorProto.DataType.values() else tensor_type.elem_type
+        raise fail(f"graph input {name!r} must be a float32 tensor. Got {got}. (Graphs with baked-in "
+                   "preprocessing or other input types are not read back.)")
     if not tensor_type.HasField("shape"):
         raise fail(f"graph input {name!r} has no shape; numpycnn needs (N, C, H, W) or (N, features) with "
                    "fixed sizes after N.")
