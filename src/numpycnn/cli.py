@@ -1,4 +1,4 @@
-"""The ``numpycnn`` command: train, evaluate, predict, summary, profile and data.
+"""The ``numpycnn`` command: train, evaluate, predict, summary, profile, data, export and import.
 
 Every sub-command is a thin layer over library functions: data from :mod:`numpycnn.datasets`, models from
 :mod:`numpycnn.models`, training from :func:`numpycnn.training.fit`, files from :mod:`numpycnn.io`, pictures
@@ -15,6 +15,7 @@ Examples
     numpycnn train --out runs/seed-mnist --resume   # continue an interrupted run
     numpycnn evaluate runs/seed-mnist/model.safetensors
     numpycnn predict runs/seed-mnist/model.safetensors my_digit.png --top 3
+    numpycnn export runs/seed-mnist/model.safetensors seed.onnx      # needs pip install "numpycnn[onnx]"
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     from numpycnn.datasets.commands import add_data_parser
 
     add_data_parser(sub)
+    from numpycnn.interchange.commands import add_interchange_parsers
+
+    add_interchange_parsers(sub)
     return parser
 
 
