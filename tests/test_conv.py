@@ -26,6 +26,13 @@ CASES = [
 IDS = [f"x{c[:4]}-f{c[4]}-k{c[5]}-s{c[6]}-p{c[7]}" for c in CASES]
 
 
+@pytest.fixture(autouse=True, params=["batch-major", "channel-major"])
+def layout(request, monkeypatch):
+    """Run every test in both layouts (normally chosen by ``batch_major`` from K = C kh kw)."""
+    monkeypatch.setattr(conv_module, "batch_major", lambda C, kh, kw: request.param == "batch-major")
+    return request.param
+
+
 @pytest.fixture(autouse=True, params=["widened", "strided"])
 def grid(request, monkeypatch):
     """Run every test with stride-1 windows on the widened grid and as strided slices (normally chosen by

@@ -310,3 +310,23 @@ def test_backward_without_input_grad_gives_identical_parameter_gradients():
             grads.append({k: g.copy() for k, _, g in iter_parameters(model)})
         for key in grads[0]:
             np.testing.assert_array_equal(grads[0][key], grads[1][key], err_msg=key)
+
+
+def test_evaluate_and_predict_bound_their_batches_and_keep_no_caches(monkeypatch):
+    """Inference lowers the batch size to the activation budget and drops each layer's cache once it has run."""
+    from numpycnn import training
+    from numpycnn.models import deep_cnn
+
+    model = deep_cnn(seed=0)
+    per_image = 32 * 28 * 28 * 4  # the largest activation, bytes per image
+    assert training.inference_batch_size(model, (1, 28, 28), 1000) == training.INFERENCE_BYTES // per_image
+    monkeypatch.setattr(training, "INFERENCE_BYTES", 3 * per_image)
+    assert training.inference_batch_size(model, (1, 28, 28), 1000) == 3
+    assert training.inference_batch_size(model, (1, 28, 28), 2) == 2
+    x = np.random.default_rng(0).integers(0, 256, (7, 1, 28, 28), dtype=np.uint8)
+    y = np.arange(7) % 10
+    whole = model.forward(x / np.float32(255), training=False)
+    np.testing.assert_allclose(model.predict(x), training.softmax_forward(whole)[0], rtol=1e-5, atol=1e-6)
+    model.evaluate(x, y)
+    assert all(layer.cache is None for layer in model.layers)
+    assert all(step.cache is None for step in model.plan().steps)

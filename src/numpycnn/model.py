@@ -74,8 +74,10 @@ class Sequential:
             self.output_shapes(self.input_shape)  # fail early on an inconsistent architecture
 
     # -- running ------------------------------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        return self.plan().forward(x, training)
+    def forward(self, x: np.ndarray, training: bool = True, *, keep_cache: bool = True) -> np.ndarray:
+        """Run the layers (as :meth:`plan` says). ``keep_cache=False`` drops each layer's cache once it has run,
+        for inference nobody backpropagates through: memory then holds one layer's input and output at a time."""
+        return self.plan().forward(x, training, keep_cache)
 
     __call__ = forward
 

@@ -163,12 +163,16 @@ class ExecutionPlan:
     def fused_steps(self) -> list[Step]:
         return [step for step in self.steps if step.op]
 
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool, keep_cache: bool = True) -> np.ndarray:
+        """Run every step; with ``keep_cache=False`` (inference that nobody backpropagates through) each step's
+        cache is dropped as soon as it has run, so only a step's input and output are alive at a time."""
         for step in self.steps:
             x = step.forward(x, training)
-            if step.op:
+            if step.op or not keep_cache:
                 for layer in step.layers:  # the step holds the cache; a layer's own backward must not run
                     layer.cache = None
+            if not keep_cache:
+                step.cache = None
         return x
 
     def __str__(self) -> str:

@@ -161,10 +161,23 @@ def _chunks(n: int, batch_size: int) -> list[slice]:
 
 
 # -- evaluate and predict ------------------------------------------------------------------------------
+#: Bytes that the largest activation of one inference batch may take. ``evaluate`` and ``predict`` lower their
+#: batch size to stay within it and keep no layer caches, so their memory does not grow with the data: for
+#: ``deep_cnn`` (100 KB per image in its largest layer) batches of 640 images, about 300 MB at the peak.
+INFERENCE_BYTES = 64 << 20
+
+
+def inference_batch_size(model: Sequential, sample_shape: tuple[int, ...], batch_size: int) -> int:
+    """``batch_size``, lowered so that the model's largest activation for one batch fits in :data:`INFERENCE_BYTES`."""
+    largest = max((int(np.prod(shape)) for shape in model.output_shapes(sample_shape)), default=1)
+    largest = max(largest, int(np.prod(sample_shape)))
+    return max(1, min(batch_size, INFERENCE_BYTES // (largest * model.dtype.itemsize)))
+
+
 def _evaluate_batches(model: Sequential, batches: Batches, y: np.ndarray, loss: Any) -> dict[str, float]:
     total, correct = 0.0, 0
     for part in _chunks(len(y), len(batches.out)):
-        logits = model.forward(batches.get(part), training=False)
+        logits = model.forward(batches.get(part), training=False, keep_cache=False)
         total += float(loss.forward(logits, y[part])) * (part.stop - part.start)
         correct += int(np.count_nonzero(np.argmax(logits, axis=1) == y[part]))
     return {"loss": total / len(y), "accuracy": correct / len(y)}
@@ -185,7 +198,8 @@ def evaluate(model: Sequential, x: Any, y: Any, batch_size: int = 1000, loss: An
         uint8 images or floats (see the module notes).
     y : ndarray, (N,) int or (N, classes) one-hot
     batch_size : int
-        Images per forward pass; lower it if memory is short.
+        Images per forward pass, at most; lowered to keep the largest activation within
+        :data:`INFERENCE_BYTES`.
     loss : loss object, optional
         Defaults to ``CrossEntropyLoss()``.
 
@@ -197,12 +211,14 @@ def evaluate(model: Sequential, x: Any, y: Any, batch_size: int = 1000, loss: An
     batch_size = positive_int("evaluate", "batch_size", batch_size)
     x, classes = check_inputs("evaluate", model, x)
     y = check_labels("evaluate", y, len(x), classes)
-    batches = Batches(x, batch_size, model.dtype, model.normalization)
+    batches = Batches(x, inference_batch_size(model, x.shape[1:], batch_size), model.dtype, model.normalization)
     return _evaluate_batches(model, batches, y, loss if loss is not None else _default_loss())
 
 
 def predict(model: Sequential, x: Any, batch_size: int = 1000) -> np.ndarray:
     """Class probabilities ``(N, classes)``: softmax of the logits, unless the model ends with ``Softmax``.
+
+    Runs in batches of at most ``batch_size`` images, lowered as in :func:`evaluate` to bound memory.
 
     Examples
     --------
@@ -212,11 +228,11 @@ def predict(model: Sequential, x: Any, batch_size: int = 1000) -> np.ndarray:
     """
     batch_size = positive_int("predict", "batch_size", batch_size)
     x, classes = check_inputs("predict", model, x)
-    batches = Batches(x, batch_size, model.dtype, model.normalization)
+    batches = Batches(x, inference_batch_size(model, x.shape[1:], batch_size), model.dtype, model.normalization)
     ends_with_softmax = bool(model.layers) and model.layers[-1].name == "Softmax"
     probs = np.empty((len(x), classes), model.dtype)
     for part in _chunks(len(x), len(batches.out)):
-        outputs = model.forward(batches.get(part), training=False)
+        outputs = model.forward(batches.get(part), training=False, keep_cache=False)
         if ends_with_softmax:
             probs[part] = outputs
         else:
@@ -420,8 +436,9 @@ def _run(trainer: Trainer, x: np.ndarray, y: np.ndarray, validation: Any, batch_
          augment: Augment | None, initial_epoch: int, callback_states: dict | None) -> None:
     model = trainer.model
     batches = Batches(x, batch_size, model.dtype, model.normalization)
-    val_batches = None if validation is None else Batches(validation[0], max(batch_size, 256), model.dtype,
-                                                          model.normalization)
+    val_batches = None if validation is None else Batches(
+        validation[0], inference_batch_size(model, validation[0].shape[1:], max(batch_size, 256)), model.dtype,
+        model.normalization)
     for callback in trainer.callbacks:
         callback.set_trainer(trainer)
         callback.on_train_begin({})

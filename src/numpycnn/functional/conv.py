@@ -1,25 +1,32 @@
 """2-D convolution (cross-correlation, as in PyTorch) by im2col and matrix products, a few images at a time.
 
 The definition is the six-fold loop of :func:`numpycnn.reference.conv2d_forward`. The code computes the same
-sums with one layout and one loop structure for the forward pass, the weight gradient and the input gradient:
+sums with one loop structure for the forward pass, the weight gradient and the input gradient:
 
 1. **Chunks.** The batch is cut into chunks of ``n`` images, ``n`` chosen so that one chunk's column matrix
    takes about :data:`CHUNK_BYTES` (a few MiB, the size of this machine's L2 cache): the columns are written
    and then read by the matrix product while they are still in cache, and no batch-sized column matrix is ever
    kept. Backward rebuilds the columns of each chunk from the cached input instead of storing them, except
    for a batch that fits in one chunk, whose columns are still in the workspace and are reused.
-2. **im2col.** A chunk (n, C, H, W) is copied into a zero-padded buffer (n, C, Hb, Wb); the column matrix
-   ``cols`` (n, C, kh, kw, Ho, Wq) gets ``kh * kw`` slice copies, one per kernel offset (i, j):
-   ``cols[:, :, i, j] = xpad[:, :, i::sh, j::sw]`` cropped to the output grid (:func:`im2col`).
-3. **Product.** ``y[m] = W_mat @ cols[m]`` for every image ``m`` of the chunk, with ``W_mat`` (F, C kh kw):
-   the result (n, F, Ho, Wq) is already in the (N, F, H, W) layout, so no transposing copy is needed.
+2. **im2col.** A chunk (n, C, H, W) is copied into a zero-padded buffer; the column matrix ``cols`` gets
+   ``kh * kw`` slice copies, one per kernel offset (i, j): ``cols[.., i, j, ..] = xpad[:, :, i::sh, j::sw]``
+   cropped to the output grid (:func:`im2col`).
+3. **Product.** :math:`Y = W_{mat} X_{col}` with ``W_mat`` (F, C kh kw).
 
-**Fast path, stride 1 (the widened grid, chosen by :func:`widened_grid`).** The output grid is widened to the
-padded row width,
-``Wq = Wb``: the window of offset (i, j) is then one contiguous run ``xpad_flat[m, c, i Wb + j : i Wb + j +
-Ho Wb]``, so every im2col copy runs over a long contiguous row instead of ``Ho`` rows of ``Wo`` elements. The
-``Wq - Wo`` extra columns per row are computed and dropped; in backward their upstream gradient is set to
-zero, so they add nothing to ``dw``. One spare zero row under the buffer keeps the last run inside it.
+**Layout, chosen by** :func:`batch_major`. Small products (``K = C kh kw`` below :data:`SMALL_K`, e.g. a
+first layer on grey images) run *batch-major*: ``cols`` (n, K, L) and one small product per image,
+``(F, K) @ (n, K, L) -> (n, F, L)``, whose result is already in the (N, F, H, W) layout. Large ones run
+*channel-major*: ``cols`` (K, n L) and one product per chunk, ``(F, K) @ (K, n L) -> (F, n L)``, which a
+multi-threaded BLAS runs far better than ``n`` small ones, at the price of one transposing copy of the output.
+Both layouts run the same code on differently ordered buffers (:func:`_images_first` views either one as
+(n, C, ...)); the tests run every case in both.
+
+**Fast path, stride 1 (the widened grid, chosen by :func:`widened_grid`).** The output grid is widened to
+the padded row width, ``Wq = Wb``: the window of offset (i, j) is then one contiguous run ``xpad_flat[m, c,
+i Wb + j : i Wb + j + Ho Wb]``, so every im2col copy runs over a long contiguous row instead of ``Ho`` rows of
+``Wo`` elements. The ``Wq - Wo`` extra columns per row are computed and dropped; in backward their upstream
+gradient is set to zero, so they add nothing to ``dw``. One spare zero row under the buffer keeps the last run
+inside it.
 
 **Fast path, stride-1 input gradient (correlation).** The input gradient is by definition col2im of
 ``W_mat^T dY`` (:func:`conv2d_backward`). For stride 1 and padding ``p < k`` it is also a forward convolution
@@ -89,12 +96,24 @@ class ConvGeometry(NamedTuple):
     Wb: int  # columns of the padded buffer
     Wq: int  # columns of the computed output grid (Wb for stride 1, Wo otherwise)
     wide: bool  # stride 1: each window is one contiguous run of the flattened padded image
+    batched: bool  # batch-major buffers (n, C, ...) and one product per image; channel-major (C, n, ...) if not
     chunk: int  # images per chunk
 
 
 #: Bytes of one chunk's column matrix. Measured here for 128 x 32 x 28 x 28 images and 32 3x3 filters: 4
 #: images a chunk (3.9 MiB) ran the forward pass 1.7x faster than the whole batch at once (49 -> 28 ms).
 CHUNK_BYTES = 4 << 20
+
+
+#: Below this ``K = C kh kw`` a convolution runs batch-major (measured here: the single-channel 3x3 layers,
+#: K = 9, ran forward and backward about twice as fast batch-major; K = 288 ran as fast channel-major on one
+#: thread and without the ``n`` thread hand-offs per chunk on two).
+SMALL_K = 64
+
+
+def batch_major(C: int, kh: int, kw: int) -> bool:
+    """The layout rule: batch-major (one product per image) when ``C kh kw < SMALL_K``, channel-major otherwise."""
+    return C * kh * kw < SMALL_K
 
 
 def widened_grid(C: int, kh: int, kw: int, F: int) -> bool:
@@ -135,7 +154,8 @@ def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: in
     Wb = W + 2 * pw
     Wq = Wb if wide else Wo
     chunk = int(min(N, max(1, CHUNK_BYTES // (C * kh * kw * Ho * Wq * itemsize))))
-    return ConvGeometry(N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo, Hb, Wb, Wq, wide, chunk)
+    return ConvGeometry(N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo, Hb, Wb, Wq, wide, batch_major(C, kh, kw),
+                        chunk)
 
 
 def _chunks(g: ConvGeometry) -> Iterator[slice]:
@@ -143,14 +163,28 @@ def _chunks(g: ConvGeometry) -> Iterator[slice]:
         yield slice(lo, min(lo + g.chunk, g.N))
 
 
+def _images_first(a: np.ndarray, g: ConvGeometry) -> np.ndarray:
+    """A buffer whose first two axes are (n, C) batch-major or (C, n) channel-major, viewed as (n, C, ...)."""
+    return a if g.batched else a.swapaxes(0, 1)
+
+
+def _buffer_shape(g: ConvGeometry, n: int, c: int, *rest: int) -> tuple[int, ...]:
+    return (n, c, *rest) if g.batched else (c, n, *rest)
+
+
 def _window(buf: np.ndarray, g: ConvGeometry, i: int, j: int) -> np.ndarray:
-    """View of ``buf`` (n, C, Hb, Wb) under kernel offset (i, j), shape (n, C, Ho, Wq)."""
-    n = buf.shape[0]
-    if g.wide:  # stride 1, widened grid: one contiguous run per (m, c)
+    """View of a padded buffer (A, B, Hb, Wb) under kernel offset (i, j), shape (A, B, Ho, Wq)."""
+    a, b = buf.shape[:2]
+    if g.wide:  # stride 1, widened grid: one contiguous run per (a, b)
         start = i * g.Wb + j
-        flat = buf.reshape(n, g.C, g.Hb * g.Wb)  # (n, C, Hb*Wb), a view
-        return flat[:, :, start:start + g.Ho * g.Wb].reshape(n, g.C, g.Ho, g.Wb)  # (n, C, Ho, Wq)
-    return buf[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw]  # (n, C, Ho, Wo)
+        flat = buf.reshape(a, b, g.Hb * g.Wb)  # (A, B, Hb*Wb), a view
+        return flat[:, :, start:start + g.Ho * g.Wb].reshape(a, b, g.Ho, g.Wb)  # (A, B, Ho, Wq)
+    return buf[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw]  # (A, B, Ho, Wo)
+
+
+def _slice(buf: np.ndarray, g: ConvGeometry, n: int) -> np.ndarray:
+    """The first ``n`` images of a chunk-sized buffer in either layout."""
+    return buf[:n] if g.batched else buf[:, :n]
 
 
 def _buffer(ws: Workspace | None, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -158,28 +192,50 @@ def _buffer(ws: Workspace | None, name: str, shape: tuple[int, ...], dtype: Any)
 
 
 def _padded(x: np.ndarray, g: ConvGeometry, ws: Workspace | None) -> np.ndarray:
-    """``x`` (n, C, H, W) inside the zero border of the (n, C, Hb, Wb) buffer (``x`` itself if it needs none)."""
-    if (g.Hb, g.Wb) == (g.H, g.W):
+    """``x`` (n, C, H, W) inside the zero border of the padded buffer, in the layout's order (``x`` itself when
+    batch-major needs no border)."""
+    if g.batched and (g.Hb, g.Wb) == (g.H, g.W):
         return x
-    xp = _buffer(ws, "x", (g.chunk, g.C, g.Hb, g.Wb), x.dtype)[:len(x)]  # zero border, written interior
-    xp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x
+    xp = _slice(_buffer(ws, "x", _buffer_shape(g, g.chunk, g.C, g.Hb, g.Wb), x.dtype), g, len(x))
+    _images_first(xp, g)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x  # zero border, written interior
     return xp
 
 
 def im2col(x: np.ndarray, g: ConvGeometry, ws: Workspace | None = None) -> np.ndarray:
-    """The column matrix of a chunk: ``cols[m, (c, i, j), (h, w)] = xpad[m, c, s_h h + i, s_w w + j]``.
+    """The column matrix of a chunk: entry ``((c, i, j), (m, h, w))`` is ``xpad[m, c, s_h h + i, s_w w + j]``.
 
     Shape
     -----
-    ``x`` (n, C, H, W) with ``n <= g.chunk``; returns (n, C kh kw, Ho Wq), a view of the workspace's buffer.
+    ``x`` (n, C, H, W) with ``n <= g.chunk``. Returns a view of the workspace's buffer: batch-major
+    (n, C kh kw, Ho Wq), channel-major (C kh kw, n Ho Wq).
     """
     xp = _padded(x, g, ws)
-    n = len(x)
-    cols = _buffer(ws, "cols", (g.chunk, g.C, g.kh, g.kw, g.Ho, g.Wq), x.dtype)[:n]
+    n, K, L = len(x), g.C * g.kh * g.kw, g.Ho * g.Wq
+    if g.batched:
+        cols = _buffer(ws, "cols", (g.chunk, K * L), x.dtype)[:n].reshape(n, g.C, g.kh, g.kw, g.Ho, g.Wq)
+        for i in range(g.kh):
+            for j in range(g.kw):
+                cols[:, :, i, j] = _window(xp, g, i, j)  # (n, C, Ho, Wq)
+        return cols.reshape(n, K, L)  # (n, K, Ho*Wq)
+    cols = _buffer(ws, "cols", (K, g.chunk * L), x.dtype)[:, :n * L].reshape(g.C, g.kh, g.kw, n, g.Ho, g.Wq)
     for i in range(g.kh):
         for j in range(g.kw):
-            cols[:, :, i, j] = _window(xp, g, i, j)  # (n, C, Ho, Wq)
-    return cols.reshape(n, g.C * g.kh * g.kw, g.Ho * g.Wq)  # (n, K, Ho*Wq)
+            cols[:, i, j] = _window(xp, g, i, j)  # (C, n, Ho, Wq)
+    return cols.reshape(K, n * L)  # (K, n*Ho*Wq)
+
+
+def _product_buffer(ws: Workspace | None, name: str, g: ConvGeometry, rows: int, n: int, dtype: Any) -> np.ndarray:
+    """A chunk's product with ``rows`` rows per image as a matrix: (n, rows, L) batch-major, (rows, n L)
+    channel-major; a view of a reused buffer (its never-written entries stay zero)."""
+    L = g.Ho * g.Wq
+    if g.batched:
+        return _buffer(ws, name, (g.chunk, rows * L), dtype)[:n].reshape(n, rows, L)
+    return _buffer(ws, name, (rows, g.chunk * L), dtype)[:, :n * L]
+
+
+def _grid(mat: np.ndarray, g: ConvGeometry, n: int) -> np.ndarray:
+    """A product matrix from :func:`_product_buffer` viewed as (n, rows, Ho, Wq)."""
+    return _images_first(mat.reshape(_buffer_shape(g, n, -1, g.Ho, g.Wq)), g)
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int | tuple[int, int] = 1,
@@ -232,21 +288,21 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
     g = conv_geometry(x.shape, w.shape, stride, padding, x.dtype.itemsize)
     dtype = x.dtype
     w_mat = w.reshape(g.F, g.C * g.kh * g.kw).astype(dtype, copy=False)  # (F, K)
-    bias = None if b is None else b.astype(dtype, copy=False)[:, None, None]  # (F, 1, 1)
+    bias = None if b is None else b.astype(dtype, copy=False)[:, None]  # (F, 1)
     out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
-    y_buf = _buffer(workspace, "y", (g.chunk, g.F, g.Ho, g.Wq), dtype) if g.wide else None
+    in_place = g.batched and not g.wide  # the product can be written straight into the output
     for part in _chunks(g):
-        cols = im2col(x[part], g, workspace)  # (n, K, Ho*Wq)
-        n = len(cols)
-        y = y_buf[:n] if g.wide else out[part]  # (n, F, Ho, Wq)
-        np.matmul(w_mat, cols, out=y.reshape(n, g.F, g.Ho * g.Wq))  # (F, K) @ (n, K, L) -> (n, F, L)
-        if g.wide:
-            if bias is None:
-                np.copyto(out[part], y[..., :g.Wo])  # the widened grid's extra columns dropped
-            else:
-                np.add(y[..., :g.Wo], bias, out=out[part])
-        elif bias is not None:
-            out[part] += bias
+        cols = im2col(x[part], g, workspace)  # (n, K, L) or (K, n L)
+        n = part.stop - part.start
+        if in_place:
+            y = out[part].reshape(n, g.F, g.Ho * g.Wo)
+        else:
+            y = _product_buffer(workspace, "y", g, g.F, n, dtype)
+        np.matmul(w_mat, cols, out=y)  # (F, K) @ (n, K, L) -> (n, F, L), or (F, K) @ (K, n L) -> (F, n L)
+        if bias is not None:
+            y += bias  # (F, 1): along the F axis of (n, F, L) and of (F, n L)
+        if not in_place:
+            np.copyto(out[part], _grid(y, g, n)[..., :g.Wo])  # extra grid columns dropped, (n, F) order
     kept = cols if g.chunk == g.N else None  # a batch of one chunk keeps its columns for backward
     return out, (x, kept, w_mat, g, b is not None, workspace)
 
@@ -293,19 +349,17 @@ def conv2d_backward(dout: np.ndarray, cache: Any, need_dx: bool = True
     correlate = g.sh == g.sw == 1 and g.ph < g.kh and g.pw < g.kw  # the rule for the fast input gradient
     dx = None if not need_dx or correlate else np.empty((g.N, g.C, g.H, g.W), dtype=dtype)
     dw = np.zeros((g.F, g.C * g.kh * g.kw), dtype=dtype)  # (F, K)
-    dy_buf = _buffer(workspace, "dy", (g.chunk, g.F, g.Ho, g.Wq), dtype) if g.wide else None  # Wo..: zero
-    dw_parts = _buffer(workspace, "dw", (g.chunk, g.F, g.C * g.kh * g.kw), dtype)
     for part in _chunks(g):
-        cols = kept_cols if kept_cols is not None else im2col(x[part], g, workspace)  # (n, K, Ho*Wq)
-        n = len(cols)
-        if g.wide:
-            dy = dy_buf[:n]
-            dy[..., :g.Wo] = dout[part]  # (n, F, Ho, Wo) into the (n, F, Ho, Wq) grid
+        cols = kept_cols if kept_cols is not None else im2col(x[part], g, workspace)  # (n, K, L) or (K, n L)
+        n = part.stop - part.start
+        if g.batched and not g.wide:
+            dy_mat = np.ascontiguousarray(dout[part]).reshape(n, g.F, g.Ho * g.Wo)  # (n, F, L)
         else:
-            dy = np.ascontiguousarray(dout[part])
-        dy_mat = dy.reshape(n, g.F, g.Ho * g.Wq)  # (n, F, L)
-        np.matmul(dy_mat, cols.transpose(0, 2, 1), out=dw_parts[:n])  # (n, F, L) @ (n, L, K) -> (n, F, K)
-        dw += dw_parts[:n].sum(axis=0)
+            dy_mat = _product_buffer(workspace, "dy", g, g.F, n, dtype)  # grid columns Wo..Wq stay zero
+            _grid(dy_mat, g, n)[..., :g.Wo] = dout[part]
+        # (n, F, L) @ (n, L, K) -> (n, F, K), or (F, n L) @ (n L, K) -> (F, K)
+        dw_part = np.matmul(dy_mat, cols.swapaxes(-1, -2))
+        dw += dw_part.sum(axis=0) if g.batched else dw_part
         if dx is not None:
             _col2im(w_mat, dy_mat, g, workspace, dx[part])
     db = np.einsum("nfhw->f", dout) if has_bias else None
@@ -317,15 +371,16 @@ def conv2d_backward(dout: np.ndarray, cache: Any, need_dx: bool = True
 def _col2im(w_mat: np.ndarray, dy_mat: np.ndarray, g: ConvGeometry, workspace: Workspace | None,
             dx: np.ndarray) -> None:
     """Write the input gradient of one chunk into ``dx`` (n, C, H, W): col2im of ``W_mat^T dY``."""
-    n = len(dy_mat)
-    dcols = _buffer(workspace, "dcols", (g.chunk, g.C, g.kh, g.kw, g.Ho, g.Wq), dy_mat.dtype)[:n]
-    np.matmul(w_mat.T, dy_mat, out=dcols.reshape(n, g.C * g.kh * g.kw, g.Ho * g.Wq))  # (K, F) @ (n, F, L)
-    dxp = _buffer(workspace, "dxp", (g.chunk, g.C, g.Hb, g.Wb), dy_mat.dtype)[:n]
+    n, K = len(dx), g.C * g.kh * g.kw
+    dcols = _product_buffer(workspace, "dcols", g, K, n, dy_mat.dtype)
+    np.matmul(w_mat.T, dy_mat, out=dcols)  # (K, F) @ (n, F, L) -> (n, K, L), or (K, F) @ (F, n L) -> (K, n L)
+    taps = _grid(dcols, g, n).reshape(n, g.C, g.kh, g.kw, g.Ho, g.Wq)  # (n, C, kh, kw, Ho, Wq), a view
+    dxp = _slice(_buffer(workspace, "dxp", _buffer_shape(g, g.chunk, g.C, g.Hb, g.Wb), dy_mat.dtype), g, n)
     dxp.fill(0)
     for i in range(g.kh):
         for j in range(g.kw):
-            _window(dxp, g, i, j)[...] += dcols[:, :, i, j]  # (n, C, Ho, Wq)
-    dx[...] = dxp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]  # the padding cropped
+            _window(dxp, g, i, j)[...] += _images_first(taps[:, :, i, j], g)  # in the buffer's (A, B) order
+    dx[...] = _images_first(dxp, g)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]  # the padding cropped
 
 
 def _input_grad_by_correlation(dout: np.ndarray, w_mat: np.ndarray, g: ConvGeometry,
