@@ -471,6 +471,29 @@ def _optimizer_arrays(path: Any, model: Sequential, tensors: dict[str, np.ndarra
     return arrays
 
 
+def read_checkpoint_state(path: Any) -> dict[str, Any]:
+    """The ``state`` a :func:`save_checkpoint` file holds (epoch, history, the run's settings), read from its
+    header alone: cheap, and nothing is built.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not a numpycnn checkpoint or its state is not a JSON object.
+    OSError
+        If the file cannot be opened.
+    """
+    with open(path, "rb") as f:
+        header = _read_header(path, f, os.fstat(f.fileno()).st_size)
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict):
+        raise _error(path, "__metadata__ must be an object of strings.")
+    _check_format(path, metadata, ("checkpoint",))
+    state = _json_field(path, metadata, "state", strict=False)
+    if not isinstance(state, dict):
+        raise _error(path, f"state must be a JSON object. Got {state!r:.200}.")
+    return state
+
+
 def load_checkpoint(path: Any, model: Sequential, optimizer: Any) -> dict[str, Any]:
     """Restore ``model`` and ``optimizer`` from a :func:`save_checkpoint` file and return its ``state``.
 
