@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from numpycnn.errors import DataError, ModelFileError, TrainingError
 from numpycnn.train_command import (  # noqa: F401  (re-exported)
     DATASETS,
@@ -268,17 +270,27 @@ def _style(model: Any, requested: str | None) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     """``numpycnn evaluate MODEL``: loss and accuracy on a data set split."""
     from numpycnn import datasets
+    from numpycnn.io import check_activation_budget
 
+    for option in ("batch_size", "limit"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise ValueError(f"evaluate: `--{option.replace('_', '-')}` must be an integer >= 1. Got {value}.")
     model = _load_model(args.model_path)
     dataset = _style(model, args.dataset)
     images, labels = datasets.load(dataset, args.split, args.data_dir, args.download)
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
-    scores = model.evaluate(images, labels, batch_size=args.batch_size)
+    check_activation_budget(model, images.shape[1:], str(args.model_path))
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN outputs are an error below
+            scores = model.evaluate(images, labels, batch_size=args.batch_size)
+    except ValueError as err:
+        raise ValueError(f"{args.model_path}: {err}") from None
     result = {"model": str(args.model_path), "dataset": dataset, "split": args.split, "images": len(labels),
               "accuracy": scores["accuracy"], "loss": scores["loss"]}
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
     else:
         print(f"{dataset} {args.split} ({len(labels):,} images): accuracy {100 * scores['accuracy']:.2f}%, "
               f"loss {scores['loss']:.4f}")
@@ -286,23 +298,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """``numpycnn predict MODEL IMAGE...``: the most probable classes of each picture."""
-    from numpycnn.images import load_image
+    """``numpycnn predict MODEL IMAGE...``: the most probable classes of each picture.
 
+    A picture that cannot be read or classified is reported on stderr and the others go on; the exit code is
+    2 if any failed.
+    """
     model = _load_model(args.model_path)
     if args.top < 1:
         raise ValueError(f"predict: `--top` must be at least 1. Got {args.top}.")
     style = _style(model, args.style)
-    names = model.class_names or [str(i) for i in range(model.output_shapes(model.input_shape)[-1][0])]
     failures = 0
     for path in args.images:
         try:
-            image = load_image(path, style)
-        except DataError as err:
+            names, probabilities = _classify(model, path, style, args.model_path)
+        except (DataError, ValueError, OSError, MemoryError) as err:
             failures += 1
             _fail("predict", err, 2)
             continue
-        probabilities = model.predict(image[None])[0]  # (classes,)
         ranked = sorted(range(len(names)), key=lambda k: -float(probabilities[k]))[: args.top]
         if args.json:
             print(json.dumps({"path": str(path), "label": names[ranked[0]],
@@ -311,6 +323,25 @@ def run_predict(args: argparse.Namespace) -> int:
             tops = ", ".join(f"{names[k]} {100 * float(probabilities[k]):.1f}%" for k in ranked)
             print(f"{path}: {tops}")
     return 2 if failures else 0
+
+
+def _classify(model: Any, path: Path, style: str, model_path: Path) -> tuple[list[str], Any]:
+    """``(class names, probabilities)`` of one picture; errors name the picture (and the model)."""
+    from numpycnn.images import load_image
+    from numpycnn.io import check_activation_budget
+
+    image = load_image(path, style)
+    check_activation_budget(model, image.shape, str(model_path))
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN outputs are an error below
+            probabilities = model.predict(image[None])[0]  # (classes,)
+    except ValueError as err:
+        raise ValueError(f"{str(path)!r} with model {str(model_path)!r}: {err}") from None
+    names = model.class_names or [str(i) for i in range(len(probabilities))]
+    if len(names) != len(probabilities):
+        raise ModelFileError(f"{model_path}: the model has {len(probabilities)} outputs but {len(names)} class "
+                             "names.")
+    return names, probabilities
 
 
 def run_summary(args: argparse.Namespace) -> int:
