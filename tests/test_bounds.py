@@ -250,3 +250,14 @@ def test_a_gzip_claiming_2_gib_is_rejected_quickly_under_a_memory_cap(tmp_path):
     first = result.stdout.splitlines()[0]
     assert first.startswith(str(path)) and "more than the limit of 47040000 bytes" in first, result.stdout
     assert seconds < 20
+
+
+# -- out of memory -------------------------------------------------------------------------------------------
+def test_out_of_memory_is_one_line_saying_what_to_lower():
+    code = ("import sys; from numpycnn.cli import main; "
+            "sys.exit(main(['profile', '--model', 'seed', '--batch-size', '100000000', '--repeats', '1']))")
+    result, _ = capped(code)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("numpycnn profile: error: out of memory") and "Traceback" not in result.stderr
+    assert "lower --batch-size (now 100000000)" in lines[0]
