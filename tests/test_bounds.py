@@ -145,6 +145,7 @@ def test_nan_outputs_are_an_error_naming_the_model(overflowing, tmp_path, capsys
     assert captured.out == "" and str(overflowing) in captured.err and "NaN or infinite" in captured.err
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
 def test_library_predict_and_evaluate_refuse_nan_outputs(overflowing):
     model = io.load_model(overflowing)
     images, labels = datasets.load("mnist", "test")

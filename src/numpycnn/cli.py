@@ -166,9 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout, sys.stdout = sys.stdout, PipeSafeStream(sys.stdout)
     try:
         return int(args.func(args))
-    except KeyboardInterrupt:
-        print(f"numpycnn {args.command}: interrupted.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        from numpycnn.train_command import Terminated
+
+        terminated = isinstance(stop, Terminated)
+        print(f"numpycnn {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}.",
+              file=sys.stderr)
+        return 143 if terminated else 130
     except TrainingError as err:
         return _fail(args.command, err, 1)
     except (DataError, ModelFileError, ValueError, TypeError, OSError) as err:

@@ -82,10 +82,14 @@ def open_image(path: str | os.PathLike[str]) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
-            if image.format == "JPEG":
-                image.draft(image.mode, (MAX_WORKING_SIZE, MAX_WORKING_SIZE))  # decode at a reduced scale
-            _check_pixels(path, image.size)
-            image.load()
+            try:
+                if image.format == "JPEG":
+                    image.draft(image.mode, (MAX_WORKING_SIZE, MAX_WORKING_SIZE))  # decode at a reduced scale
+                _check_pixels(path, image.size)
+                image.load()
+            except BaseException:
+                image.close()
+                raise
             image = ImageOps.exif_transpose(image)
     except FileNotFoundError:
         raise DataError(f"Image file {str(path)!r} does not exist.") from None

@@ -106,17 +106,18 @@ def run_train(args: argparse.Namespace) -> int:
     created = not out.exists()
     lock = runs.RunLock(out)
     lock.acquire()
-    try:
-        if args.resume:
-            config = resume_config(args, out)
-        else:
-            runs.check_new_run(out, args.overwrite)
-        return _train_in(config, out, args, say)
-    finally:
-        lock.release()
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only if the run was refused before writing anything
+    with _terminate_as_interrupt():
+        try:
+            if args.resume:
+                config = resume_config(args, out)
+            else:
+                runs.check_new_run(out, args.overwrite)
+            return _train_in(config, out, args, say)
+        finally:
+            lock.release()
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # only if the run was refused before writing anything
 
 
 def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: Any) -> int:
@@ -138,7 +139,7 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
     say(f"Training {config['model']} on {len(train[1]):,} {config['dataset']} images for {config['epochs']} "
         f"epochs ({config['optimizer']}, lr {config['lr']:g}, batch {config['batch_size']}) -> {out}")
     try:
-        with _terminate_as_interrupt(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             history = model.fit(
                 train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
                 optimizer=optimizer, validation_split=config["val_split"], callbacks=callbacks,
@@ -150,7 +151,6 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
     except OSError as err:
         raise _write_error(err, config, out) from None
     scores = model.evaluate(test[0], test[1])
-    _check_finite_scores(scores, "the trained model")
     metrics = run_metrics(config, history, scores, model, len(train[1]), len(test[1]))
     try:
         model.save(out / "model.safetensors")
@@ -321,12 +321,6 @@ def _check_split_sizes(config: dict[str, Any], n: int) -> None:
     if config["val_split"] and not 0 < n_val < n:
         raise ValueError(f"train: `--val-split` must leave at least one image on each side of {n} training "
                          f"images. Got {config['val_split']} ({n_val} held out).")
-
-
-def _check_finite_scores(scores: dict[str, float], what: str) -> None:
-    if not (math.isfinite(scores["loss"]) and math.isfinite(scores["accuracy"])):
-        raise ValueError(f"{what} gives NaN or infinite outputs (loss {scores['loss']}); its scores mean "
-                         "nothing. Its weights or inputs overflow float32.")
 
 
 def _load_split(config: dict[str, Any], split: str, args: argparse.Namespace) -> tuple[Any, Any]:
