@@ -64,7 +64,7 @@ ROWS_BY_NAME = {row.name: row for row in ROWS}
 
 def run_row(row: Row, out: Path, smoke: bool) -> dict:
     """Train one row into ``out`` and return its ``metrics.json``."""
-    extra = ["--out", str(out), "--quiet"]
+    extra = ["--out", str(out), "--quiet", "--overwrite"]  # a rerun replaces the row's earlier run
     if smoke:
         extra += ["--limit", "1000", "--epochs", "1", "--no-plots"]
     code = numpycnn_main(["train", *row.args, *extra])

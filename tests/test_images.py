@@ -266,3 +266,27 @@ def test_style_follows_the_model():
     assert style_for((3, 32, 32)) == "cifar10"
     assert style_for((1, 28, 28), datasets.class_names("fashion-mnist")) == "fashion-mnist"
     assert style_for((1, 28, 28), [str(d) for d in range(10)]) == "mnist"
+
+
+@pytest.mark.parametrize("orientation", [6, 8, 3])
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+def test_exif_orientation_is_applied(tmp_path, model, orientation, suffix):
+    """A phone stores a photo of a "1" sideways with an EXIF Orientation tag; it is read upright, as a 1."""
+    images, labels = datasets.load("mnist", "test")
+    assert labels[2] == 1
+    upright = _paper(images[2, 0]).convert("RGB")
+    stored = upright.transpose({6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270,
+                                3: Image.Transpose.ROTATE_180}[orientation])  # what the sensor wrote
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    paths = {}
+    for name, picture, extra in (("upright", upright, {}), ("tagged", stored, {"exif": exif}),
+                                 ("untagged", stored, {})):
+        paths[name] = tmp_path / f"{name}.{suffix}"
+        picture.save(paths[name], **extra, **({"quality": 95} if suffix == "jpg" else {}))
+    read = {name: load_image(path) for name, path in paths.items()}
+    if suffix == "png":
+        np.testing.assert_array_equal(read["tagged"], read["upright"])
+    assert np.abs(read["tagged"].astype(int) - read["upright"]).mean() < 2
+    assert int(model.predict_classes(read["tagged"][None])[0]) == 1
+    assert not np.array_equal(read["untagged"], read["tagged"])  # the tag is what made the difference

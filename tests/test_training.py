@@ -152,12 +152,26 @@ def test_predict_returns_softmax_outputs_as_they_are():
 def test_uint8_batches_match_to_float_and_standardize():
     """uint8 input is scaled and standardised per batch exactly as the datasets helpers do it."""
     x, y = mnist("test", 200)
-    model = mlp()
+    model, plain = mlp(), mlp()  # the same weights; ``plain`` has no normalisation
     mean, std = channel_stats(x)
     model.normalization = {"mean": mean.tolist(), "std": std.tolist()}
     ready = standardize(to_float(x), mean, std)
-    np.testing.assert_array_equal(predict(model, x, batch_size=64), predict(model, ready, batch_size=64))
-    assert evaluate(model, x, y) == evaluate(model, ready, y)
+    np.testing.assert_array_equal(predict(model, x, batch_size=64), predict(plain, ready, batch_size=64))
+    assert evaluate(model, x, y) == evaluate(plain, ready, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_floats_in_0_1_get_the_same_normalisation_as_uint8(dtype):
+    """The same images give the same outputs and scores whatever their dtype (floats are x / 255)."""
+    x, y = mnist("test", 200)
+    model = mlp()
+    mean, std = channel_stats(x)
+    model.normalization = {"mean": mean.tolist(), "std": std.tolist()}
+    scaled = (x / 255).astype(dtype)
+    np.testing.assert_allclose(predict(model, scaled), predict(model, x), rtol=1e-5, atol=1e-6)
+    assert evaluate(model, scaled, y)["accuracy"] == evaluate(model, x, y)["accuracy"]
+    with pytest.warns(UserWarning, match="look like 0-255 pixels"):
+        predict(model, x.astype(dtype))
 
 
 def test_batches_reuse_one_buffer():

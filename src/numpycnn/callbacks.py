@@ -296,19 +296,26 @@ class TrainingCheckpoint(Callback):
     ----------
     path : str or Path
         The checkpoint file (safetensors layout, written by :func:`numpycnn.io.save_checkpoint`).
+    run : dict, optional
+        The identity of the run (``numpycnn train`` stores its settings), saved in the checkpoint's state as
+        ``"run"`` so that a later ``--resume`` can refuse a checkpoint that belongs to another run.
     """
 
     runs_last = True
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, run: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
+        self.run = None if run is None else dict(run)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         from numpycnn.io import save_checkpoint
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         trainer = self.trainer
-        save_checkpoint(self.path, trainer.model, trainer.optimizer, training_state(trainer))
+        state = training_state(trainer)
+        if self.run is not None:
+            state["run"] = self.run
+        save_checkpoint(self.path, trainer.model, trainer.optimizer, state)
 
 
 # -- training state ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -31,21 +32,15 @@ from typing import Any
 import numpy as np
 
 from numpycnn.errors import DataError, ModelFileError, TrainingError
-
-MODELS = ("seed", "lenet5", "deep", "deep-plain", "deep-dropout")  # numpycnn.models.MODELS (tested to agree)
-DATASETS = ("mnist", "fashion-mnist", "cifar10")
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
-SCHEDULES = ("none", "step", "cosine")
-NORMALIZATIONS = ("auto", "none", "standard")
-
-#: The original experiment; ``train`` with no options runs exactly this.
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "model": "seed", "dataset": "mnist", "epochs": 10, "batch_size": 64, "lr": 0.1, "optimizer": "sgd",
-    "schedule": "none", "augment": False, "val_split": 0.0, "patience": None, "seed": 0, "limit": None,
-    "normalize": "auto",
-}
-#: Options that may differ between an interrupted run and its ``--resume``.
-_RESUMABLE_CHANGES = ("epochs",)
+from numpycnn.train_command import (  # noqa: F401  (re-exported)
+    DATASETS,
+    MODELS,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TRAIN_DEFAULTS,
+    run_train,
+)
 
 
 # -- parser --------------------------------------------------------------------------------------------------
@@ -102,9 +97,15 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--normalize", choices=NORMALIZATIONS,
                    help="input scaling: 'none' is x/255 (the original), 'standard' per-channel mean/std; "
                         "'auto' (default) is none for the seed network, standard otherwise")
-    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)  # first N images of each split, for tests
-    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/MODEL-DATASET)")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.safetensors")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="train on the first N training images (and test on the first N test images): a quick run")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run folder (default runs/MODEL-DATASET, or runs/MODEL-DATASET-2, -3, ... when it holds "
+                        "an earlier run)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out from its checkpoint.safetensors")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run that --out holds (its files are removed, the checkpoint first)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     _add_data_options(p)
@@ -119,7 +120,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
-    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=int, metavar="N", help="score only the first N images of the split")
     _add_data_options(p)
     p.set_defaults(func=run_evaluate)
 
@@ -152,21 +153,89 @@ def _add_profile(sub: Any) -> None:
 
 # -- main ----------------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the program on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the program on ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Every error ends as one line on stderr and exit code 2 (1 when training diverges, 130 on Ctrl-C, 143 on
+    SIGTERM during training); ``NUMPYCNN_DEBUG=1`` shows the traceback instead.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors
         return int(exit_.code or 0)
+    stdout, sys.stdout = sys.stdout, PipeSafeStream(sys.stdout)
     try:
         return int(args.func(args))
-    except KeyboardInterrupt:
-        print(f"numpycnn {args.command}: interrupted.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        from numpycnn.train_command import Terminated
+
+        terminated = isinstance(stop, Terminated)
+        print(f"numpycnn {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}.",
+              file=sys.stderr)
+        return 143 if terminated else 130
     except TrainingError as err:
         return _fail(args.command, err, 1)
     except (DataError, ModelFileError, ValueError, TypeError, OSError) as err:
         return _fail(args.command, err, 2)
+    except MemoryError as err:
+        return _fail(args.command, MemoryError(_out_of_memory(args, err)), 2)
+    except Exception as err:  # a bug: still one line, and the way to the traceback
+        return _fail(args.command, RuntimeError(
+            f"unexpected {type(err).__name__}: {err}. Run again with NUMPYCNN_DEBUG=1 for the traceback and "
+            "please report it."), 2)
+    finally:
+        sys.stdout = stdout
+
+
+class PipeSafeStream:
+    """``sys.stdout`` that survives its reader going away (``numpycnn train ... | head -1``).
+
+    On the first ``BrokenPipeError`` the stream's file descriptor is pointed at ``os.devnull`` and every later
+    write is dropped, so the command carries on (training to the end, writing its files) instead of dying at
+    its next line of output.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._detach()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._detach()
+
+    def _detach(self) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())  # the interpreter's last flush then goes nowhere
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _out_of_memory(args: argparse.Namespace, err: MemoryError) -> str:
+    """What ran out of memory and what to lower."""
+    detail = " ".join(str(err).split())
+    batch = getattr(args, "batch_size", None)
+    if batch is not None or args.command == "train":
+        advice = f"lower --batch-size{f' (now {batch})' if batch is not None else ''}"
+        if args.command == "train":
+            advice += " or choose a smaller --model"
+    else:
+        advice = "the model is too large for this machine's memory; try a smaller model or fewer images at once"
+    return f"out of memory{f' ({detail})' if detail else ''}: {advice}."
 
 
 def _fail(command: str, err: BaseException, code: int) -> int:
@@ -180,211 +249,15 @@ def _fail(command: str, err: BaseException, code: int) -> int:
     return code
 
 
-# -- train ---------------------------------------------------------------------------------------------------
-def run_train(args: argparse.Namespace) -> int:
-    """``numpycnn train``: load the data, build and train the model, then write its files into ``--out``.
-
-    Writes ``config.json`` first, ``checkpoint.safetensors`` after every epoch, and at the end
-    ``model.safetensors``, ``history.json``, ``metrics.json`` and the plots. Ctrl-C leaves the last complete
-    checkpoint in place and prints the command that resumes it.
-    """
-    config, out = train_config(args)
-    say = (lambda *a: None) if args.quiet else print
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config)
-    train, test = (_load_split(config, split, args) for split in ("train", "test"))
-    model = _build(config, train[0])
-    optimizer = _optimizer(config)
-    checkpoint = out / "checkpoint.safetensors"
-    say(f"Training {config['model']} on {len(train[1]):,} {config['dataset']} images for {config['epochs']} "
-        f"epochs ({config['optimizer']}, lr {config['lr']:g}, batch {config['batch_size']}) -> {out}")
-    try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # fit reports a diverging loss
-            history = model.fit(
-                train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
-                optimizer=optimizer, validation_split=config["val_split"],
-                callbacks=_callbacks(config, checkpoint), verbose=0 if args.quiet else 1, rng=config["seed"],
-                augment=_augment(config), resume_from=checkpoint if args.resume else None)
-    except KeyboardInterrupt:
-        print(f"\nInterrupted. The last complete epoch is saved in {checkpoint}; continue with:\n"
-              f"  numpycnn train --out {out} --resume", file=sys.stderr)
-        return 130
-    scores = model.evaluate(test[0], test[1])
-    model.save(out / "model.safetensors")
-    write_json(out / "history.json", history.to_dict())
-    metrics = run_metrics(config, history, scores, model, len(train[1]), len(test[1]))
-    write_json(out / "metrics.json", metrics)
-    if not args.no_plots:
-        write_plots(model, history, test, out)
-    say(f"Test accuracy: {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f}, "
-        f"{len(test[1]):,} images, {metrics['train_seconds']:.1f}s training, "
-        f"{metrics['images_per_second']:,.0f} images/s). Files in {out}")
-    return 0
-
-
-def train_config(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
-    """The run's settings and output folder: defaults, or the interrupted run's own with ``--resume``.
-
-    Raises
-    ------
-    ValueError
-        If ``--resume`` finds no run in ``--out``, or an option differs from the interrupted run's.
-    """
-    given = {key: getattr(args, key) for key in TRAIN_DEFAULTS if getattr(args, key) is not None}
-    model = given.get("model", TRAIN_DEFAULTS["model"])
-    dataset = given.get("dataset", TRAIN_DEFAULTS["dataset"])
-    out = args.out if args.out is not None else Path("runs") / f"{model}-{dataset}"
-    if not args.resume:
-        return {**TRAIN_DEFAULTS, **given}, out
-    config_path, checkpoint = out / "config.json", out / "checkpoint.safetensors"
-    if not checkpoint.is_file() or not config_path.is_file():
-        raise ValueError(f"--resume: no interrupted run in {str(out)!r} (need config.json and "
-                         f"checkpoint.safetensors there). Give the run's --out, or train without --resume.")
-    try:
-        stored = json.loads(config_path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"--resume: cannot read {str(config_path)!r}: {err}") from None
-    if not isinstance(stored, dict) or set(stored) != set(TRAIN_DEFAULTS):
-        raise ValueError(f"--resume: {str(config_path)!r} is not a numpycnn run configuration.")
-    for key, value in given.items():
-        if key not in _RESUMABLE_CHANGES and value != stored[key]:
-            flag = "--" + key.replace("_", "-")
-            raise ValueError(f"--resume: {flag} {value} differs from the interrupted run's {stored[key]!r} "
-                             f"({config_path}). Leave it out to continue that run, or train into a new "
-                             f"--out.")
-    return {**stored, **{k: v for k, v in given.items() if k in _RESUMABLE_CHANGES}}, out
-
-
-def _load_split(config: dict[str, Any], split: str, args: argparse.Namespace) -> tuple[Any, Any]:
-    """``(images, labels)`` of a split, cut to ``--limit`` images."""
-    from numpycnn import datasets
-
-    images, labels = datasets.load(config["dataset"], split, args.data_dir, args.download)
-    if config["limit"]:
-        if config["limit"] < 1:
-            raise ValueError(f"--limit must be at least 1. Got {config['limit']}.")
-        images, labels = images[: config["limit"]], labels[: config["limit"]]
-    return images, labels
-
-
-def _build(config: dict[str, Any], train_images: Any) -> Any:
-    """The model, seeded, sized for the data set, with its class names and input normalisation."""
-    from numpycnn import datasets
-    from numpycnn.models import build_model
-
-    names = list(datasets.class_names(config["dataset"]))
-    model = build_model(config["model"], seed=config["seed"], input_shape=tuple(train_images.shape[1:]),
-                        num_classes=len(names))
-    model.class_names = names
-    mode = config["normalize"]
-    if mode == "auto":
-        mode = "none" if config["model"] == "seed" else "standard"
-    if mode == "standard":
-        mean, std = datasets.channel_stats(train_images)
-        model.normalization = {"mean": [float(m) for m in mean], "std": [float(s) for s in std]}
-    else:  # x / 255 as it is, like the original experiment
-        model.normalization = {"mean": [0.0] * train_images.shape[1], "std": [1.0] * train_images.shape[1]}
-    return model
-
-
-def _optimizer(config: dict[str, Any]) -> Any:
-    from numpycnn import optim
-
-    name, lr = config["optimizer"], config["lr"]
-    if name == "sgd":
-        return optim.SGD(lr=lr)
-    if name == "momentum":
-        return optim.SGD(lr=lr, momentum=0.9)
-    return {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSProp}[name](lr=lr)
-
-
-def _callbacks(config: dict[str, Any], checkpoint: Path) -> list[Any]:
-    """A checkpoint after every epoch, and the learning-rate schedule if one is asked for."""
-    from numpycnn import callbacks, schedules
-
-    result: list[Any] = [callbacks.TrainingCheckpoint(checkpoint)]
-    if config["patience"] is not None:
-        if not config["val_split"]:
-            raise ValueError("--patience needs a validation set to watch: add --val-split, e.g. --val-split 0.1.")
-        result.append(callbacks.EarlyStopping("val_loss", patience=config["patience"], restore_best_weights=True))
-    epochs = config["epochs"]
-    if config["schedule"] == "step":
-        result.append(callbacks.LearningRateScheduler(schedules.StepLR(step_size=max(1, epochs // 3))))
-    elif config["schedule"] == "cosine":
-        result.append(callbacks.LearningRateScheduler(schedules.CosineLR(t_max=epochs)))
-    return result
-
-
-def _augment(config: dict[str, Any]) -> Any:
-    if not config["augment"]:
-        return None
-    from numpycnn.augment import augment_for
-
-    return augment_for(config["dataset"])
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically (a temporary file beside it, then a rename)."""
-    from numpycnn._files import atomic_write
-
-    with atomic_write(path, "w") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-
-
-def run_metrics(config: dict[str, Any], history: Any, scores: dict[str, float], model: Any,
-                n_train: int, n_test: int) -> dict[str, Any]:
-    """The figures ``metrics.json`` records: test scores, time, speed, settings and the machine."""
-    import platform
-    from datetime import datetime, timezone
-
-    from numpycnn import __version__
-
-    seconds = float(sum(history.history.get("seconds", [])))
-    epochs = len(history.epoch)
-    n_val = int(n_train * config["val_split"])  # fit holds out the last int(N * split) images
-    n_train -= n_val
-    return {
-        "test_accuracy": scores["accuracy"], "test_loss": scores["loss"], "train_seconds": seconds,
-        "epochs": epochs, "images_per_second": n_train * epochs / seconds if seconds > 0 else 0.0,
-        "train_images": n_train, "validation_images": n_val, "test_images": n_test,
-        "parameters": model.num_parameters(),
-        **{key: config[key] for key in TRAIN_DEFAULTS if key != "epochs"},
-        "epochs_requested": config["epochs"], "class_names": model.class_names,
-        "normalization": model.normalization,
-        "numpy_version": np.__version__, "numpycnn_version": __version__,
-        "python_version": platform.python_version(),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "machine": platform.machine(),
-                    "processor": platform.processor(), "cpu_count": os.cpu_count()},
-    }
-
-
-def write_plots(model: Any, history: Any, test: tuple[Any, Any], out: Path) -> None:
-    """The run's pictures: curves, confusion matrix, first-layer filters, feature maps, mistakes."""
-    from numpycnn import datasets, plots
-
-    images, labels = test
-    predicted = model.predict_classes(images)
-    names = model.class_names
-    plots.plot_history(history.history, out / "curves.png")
-    matrix = plots.confusion_matrix(labels, predicted, len(names))
-    plots.plot_confusion_matrix(matrix, names, out / "confusion_matrix.png")
-    first_conv = next((layer for layer in model.layers if "weight" in layer.params
-                       and layer.params["weight"].ndim == 4), None)
-    if first_conv is not None:
-        plots.plot_filters(first_conv.params["weight"], out / "filters.png")
-        sample = datasets.standardize(datasets.to_float(images[:1]), model.normalization["mean"],
-                                      model.normalization["std"]).astype(model.dtype)
-        plots.plot_feature_maps(images[0], plots.feature_maps(model, sample[0]), out / "feature_maps.png")
-    wrong = predicted != labels
-    plots.plot_misclassified(images[wrong], labels[wrong], predicted[wrong], names, out / "misclassified.png")
-
-
 # -- evaluate, predict, summary, profile ---------------------------------------------------------------------
 def _load_model(path: Path) -> Any:
     from numpycnn.io import load_model
 
+    if path.is_dir():
+        inside = path / "model.safetensors"
+        hint = (f"Did you mean {str(inside)!r}?" if inside.is_file()
+                else "Give the .safetensors file of a model, e.g. RUN/model.safetensors.")
+        raise ModelFileError(f"MODEL {str(path)!r} is a folder, not a model file. {hint}")
     if not path.is_file():
         raise ModelFileError(f"model file {str(path)!r} does not exist.")
     return load_model(path)
@@ -401,17 +274,27 @@ def _style(model: Any, requested: str | None) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     """``numpycnn evaluate MODEL``: loss and accuracy on a data set split."""
     from numpycnn import datasets
+    from numpycnn.io import check_activation_budget
 
+    for option in ("batch_size", "limit"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise ValueError(f"evaluate: `--{option.replace('_', '-')}` must be an integer >= 1. Got {value}.")
     model = _load_model(args.model_path)
     dataset = _style(model, args.dataset)
     images, labels = datasets.load(dataset, args.split, args.data_dir, args.download)
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
-    scores = model.evaluate(images, labels, batch_size=args.batch_size)
+    check_activation_budget(model, images.shape[1:], str(args.model_path))
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN outputs are an error below
+            scores = model.evaluate(images, labels, batch_size=args.batch_size)
+    except ValueError as err:
+        raise ValueError(f"{args.model_path}: {err}") from None
     result = {"model": str(args.model_path), "dataset": dataset, "split": args.split, "images": len(labels),
               "accuracy": scores["accuracy"], "loss": scores["loss"]}
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
     else:
         print(f"{dataset} {args.split} ({len(labels):,} images): accuracy {100 * scores['accuracy']:.2f}%, "
               f"loss {scores['loss']:.4f}")
@@ -419,23 +302,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """``numpycnn predict MODEL IMAGE...``: the most probable classes of each picture."""
-    from numpycnn.images import load_image
+    """``numpycnn predict MODEL IMAGE...``: the most probable classes of each picture.
 
+    A picture that cannot be read or classified is reported on stderr and the others go on; the exit code is
+    2 if any failed.
+    """
     model = _load_model(args.model_path)
     if args.top < 1:
         raise ValueError(f"predict: `--top` must be at least 1. Got {args.top}.")
     style = _style(model, args.style)
-    names = model.class_names or [str(i) for i in range(model.output_shapes(model.input_shape)[-1][0])]
     failures = 0
     for path in args.images:
         try:
-            image = load_image(path, style)
-        except DataError as err:
+            names, probabilities = _classify(model, path, style, args.model_path)
+        except (DataError, ValueError, OSError, MemoryError) as err:
             failures += 1
             _fail("predict", err, 2)
             continue
-        probabilities = model.predict(image[None])[0]  # (classes,)
         ranked = sorted(range(len(names)), key=lambda k: -float(probabilities[k]))[: args.top]
         if args.json:
             print(json.dumps({"path": str(path), "label": names[ranked[0]],
@@ -444,6 +327,25 @@ def run_predict(args: argparse.Namespace) -> int:
             tops = ", ".join(f"{names[k]} {100 * float(probabilities[k]):.1f}%" for k in ranked)
             print(f"{path}: {tops}")
     return 2 if failures else 0
+
+
+def _classify(model: Any, path: Path, style: str, model_path: Path) -> tuple[list[str], Any]:
+    """``(class names, probabilities)`` of one picture; errors name the picture (and the model)."""
+    from numpycnn.images import load_image
+    from numpycnn.io import check_activation_budget
+
+    image = load_image(path, style)
+    check_activation_budget(model, image.shape, str(model_path))
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN outputs are an error below
+            probabilities = model.predict(image[None])[0]  # (classes,)
+    except ValueError as err:
+        raise ValueError(f"{str(path)!r} with model {str(model_path)!r}: {err}") from None
+    names = model.class_names or [str(i) for i in range(len(probabilities))]
+    if len(names) != len(probabilities):
+        raise ModelFileError(f"{model_path}: the model has {len(probabilities)} outputs but {len(names)} class "
+                             "names.")
+    return names, probabilities
 
 
 def run_summary(args: argparse.Namespace) -> int:

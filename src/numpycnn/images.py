@@ -48,6 +48,9 @@ NOISE_THRESHOLD = 0.25
 BLANK_CONTRAST = 0.08
 #: Pictures larger than this (longer side, px) are downscaled first, before any other work.
 MAX_WORKING_SIZE = 1024
+#: Pictures with more pixels than this (after JPEG's reduced-scale decoding) are refused before they are
+#: decoded: 16.8 megapixels, a 4096x4096 picture, is far more than a digit needs.
+MAX_PIXELS = 4096 * 4096
 #: Digits whose strokes would come out thinner than this (px at 20x20) are thickened by one pixel on each
 #: side; MNIST's strokes are 2-4 px wide.
 MIN_STROKE = 1.6
@@ -60,33 +63,55 @@ _CIFAR_SIZE = 32
 
 
 def open_image(path: str | os.PathLike[str]) -> Any:
-    """Open ``path`` with Pillow and downscale very large pictures; ``DataError`` naming the path otherwise.
+    """Open ``path`` with Pillow, upright (EXIF orientation applied), very large pictures downscaled.
+
+    The size is checked against :data:`MAX_PIXELS` from the file's header, before anything is decoded; JPEG
+    files are decoded at a reduced scale first (``draft``), so large photos stay cheap.
 
     Raises
     ------
     DataError
-        If the file is missing, unreadable, not an image Pillow can decode, or a decompression bomb.
+        If the file is missing, unreadable, not an image Pillow can decode, too large, or a decompression
+        bomb; the message names the path.
     """
-    from PIL import Image, UnidentifiedImageError
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        image = Image.open(path)
-        if image.format == "JPEG":
-            image.draft(image.mode, (MAX_WORKING_SIZE, MAX_WORKING_SIZE))  # decode at a reduced scale: cheap
-        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            try:
+                if image.format == "JPEG":
+                    image.draft(image.mode, (MAX_WORKING_SIZE, MAX_WORKING_SIZE))  # decode at a reduced scale
+                _check_pixels(path, image.size)
+                image.load()
+            except BaseException:
+                image.close()
+                raise
+            image = ImageOps.exif_transpose(image)
     except FileNotFoundError:
         raise DataError(f"Image file {str(path)!r} does not exist.") from None
     except IsADirectoryError:
         raise DataError(f"{str(path)!r} is a directory, not an image file.") from None
     except UnidentifiedImageError:
         raise DataError(f"{str(path)!r} is not an image Pillow can read (expected PNG or JPEG).") from None
-    except Image.DecompressionBombError as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DataError(f"Image file {str(path)!r} is too large to decode safely: {err}") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise DataError(f"Image file {str(path)!r} cannot be decoded: {err}") from None
     if max(image.size) > MAX_WORKING_SIZE:
         image.thumbnail((MAX_WORKING_SIZE, MAX_WORKING_SIZE), Image.Resampling.BOX)
     return image
+
+
+def _check_pixels(path: str | os.PathLike[str], size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise DataError(
+            f"Image file {str(path)!r} is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels), more "
+            f"than the {MAX_PIXELS / 1e6:.1f} allowed; a digit needs far fewer. Shrink or crop it first.")
 
 
 def load_image(path: str | os.PathLike[str], style: str = "mnist") -> np.ndarray:
@@ -203,6 +228,8 @@ def _grey(image: Any) -> np.ndarray:
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise DataError("The image holds NaN or infinite values; it is not a picture that can be read.")
         full = 65535.0 if mode.startswith("I;16") or values.max() > 255 else 255.0
         return np.clip(values / full, 0.0, 1.0).astype(np.float32)
     if mode == "P":

@@ -53,6 +53,9 @@ _CODES = {(dt.kind, dt.itemsize): code for code, dt in DTYPES.items()}
 _OPTIMIZER_PREFIX = "optimizer."
 #: Integers in a layer's configuration may not exceed this, nor the element count its tensors supply.
 _MAX_CONFIG_INT = 1 << 16
+#: Largest activation (a layer's output, or a convolution's im2col columns) one input sample may need, in
+#: bytes. A digit network needs about 100 KB; a file whose architecture needs more is refused at load time.
+MAX_ACTIVATION_BYTES = 128 * 2**20
 
 
 def _error(path: Any, problem: str) -> ModelFileError:
@@ -115,6 +118,9 @@ def save_state_dict_file(path: Any, tensors: Mapping[str, np.ndarray],
 
 
 def _model_metadata(model: Sequential, kind: str) -> dict[str, str]:
+    problem = describe_extras_problem(model, model.class_names, model.normalization)
+    if problem:
+        raise ValueError(f"save_model: {problem}")
     try:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
                 "architecture": json.dumps(model.get_config(), allow_nan=False),
@@ -432,6 +438,82 @@ def _extras(path: Any, metadata: dict[str, str]) -> tuple[list[str] | None, dict
     return class_names, norm
 
 
+def _output_count(model: Sequential) -> int | None:
+    """The number of outputs per sample, when the model declares its input shape and ends in a vector."""
+    if model.input_shape is None:
+        return None
+    shape = model.output_shapes(model.input_shape)[-1]
+    return int(shape[0]) if len(shape) == 1 else None
+
+
+def describe_extras_problem(model: Sequential, class_names: Any, normalization: Any) -> str:
+    """What is wrong with ``class_names`` and ``normalization`` for ``model`` (``""`` if nothing).
+
+    Class names must be one string per output; the normalisation a finite mean and a positive finite std per
+    input channel (or one for all), as ``{"mean": [...], "std": [...]}``.
+    """
+    if class_names is not None:
+        outputs = _output_count(model)
+        if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
+            return f"`class_names` must be None or a list of strings. Got {class_names!r:.200}."
+        if outputs is not None and len(class_names) != outputs:
+            return (f"`class_names` must have one name per output of the model ({outputs}). Got "
+                    f"{len(class_names)} names: {class_names!r:.200}.")
+    if normalization is None:
+        return ""
+    channels = model.input_shape[0] if model.input_shape else None
+    expected = '{"mean": [...], "std": [...]} with a finite mean and a std > 0 per input channel'
+    if not isinstance(normalization, dict) or set(normalization) != {"mean", "std"}:
+        return f"`normalization` must be None or {expected}. Got {normalization!r:.200}."
+    values = [normalization["mean"], normalization["std"]]
+    if not all(isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                 and math.isfinite(x) for x in v) for v in values):
+        return f"`normalization` must be {expected}. Got {normalization!r:.200}."
+    mean, std = values
+    if not all(x > 0 for x in std):
+        return f"`normalization` std must be > 0 for every channel. Got {normalization!r:.200}."
+    sizes = {len(mean), len(std)}
+    if len(sizes) != 1 or (channels is not None and sizes - {1, channels}):
+        return (f"`normalization` must have one mean and one std per input channel ({channels}), or one "
+                f"of each for all. Got {normalization!r:.200}.")
+    return ""
+
+
+def activation_sizes(model: Sequential, input_shape: Any) -> list[tuple[int, str, int]]:
+    """``(index, layer name, bytes)`` of the largest array each layer makes for one sample of ``input_shape``:
+    its output, or for a convolution the im2col columns ``(C kh kw, OH OW)`` if they are larger."""
+    itemsize = model.dtype.itemsize
+    shape, sizes = tuple(input_shape), [(-1, "input", math.prod(input_shape) * itemsize)]
+    for index, (layer, out) in enumerate(zip(model.layers, model.output_shapes(shape), strict=True)):
+        largest = math.prod(out)
+        if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size") and len(out) == 3:
+            largest = max(largest, layer.in_channels * math.prod(layer.kernel_size) * out[1] * out[2])
+        sizes.append((index, layer.name, largest * itemsize))
+    return sizes
+
+
+def check_activation_budget(model: Sequential, input_shape: Any, where: str,
+                            budget: int = MAX_ACTIVATION_BYTES) -> None:
+    """Raise ``ModelFileError`` if one sample of ``input_shape`` needs more than ``budget`` bytes in a layer.
+
+    This keeps a tiny hostile file (a 1x1 convolution with padding 65536) from asking for tens of gigabytes
+    at its first prediction.
+    """
+    for index, name, size in activation_sizes(model, input_shape):
+        if size > budget:
+            layer = "the input" if index < 0 else f"layer {index} ({name})"
+            raise ModelFileError(
+                f"{where}: {layer} needs {size / 2**20:,.0f} MiB per image for input shape "
+                f"{tuple(input_shape)}, more than the {budget / 2**20:,.0f} MiB allowed; refusing a model "
+                f"that would exhaust memory. Check its padding, kernel and input sizes.")
+
+
+def _check_extras(path: Any, model: Sequential) -> None:
+    problem = describe_extras_problem(model, model.class_names, model.normalization)
+    if problem:
+        raise _error(path, problem)
+
+
 def load_model(path: Any) -> Sequential:
     """Load a model saved by :func:`save_model` (or the model part of a checkpoint), checking everything.
 
@@ -448,8 +530,11 @@ def load_model(path: Any) -> Sequential:
     if metadata["kind"] == "checkpoint":
         tensors = {k: v for k, v in tensors.items() if not k.startswith(_OPTIMIZER_PREFIX)}
     model = _build_model(path, metadata, tensors)
+    if model.input_shape is not None:
+        check_activation_budget(model, model.input_shape, os.fspath(path))
     _check_tensors(path, model.state_dict(), tensors)
     model.class_names, model.normalization = _extras(path, metadata)
+    _check_extras(path, model)
     model.load_state_dict(tensors)
     return model
 
@@ -471,6 +556,29 @@ def _optimizer_arrays(path: Any, model: Sequential, tensors: dict[str, np.ndarra
     return arrays
 
 
+def read_checkpoint_state(path: Any) -> dict[str, Any]:
+    """The ``state`` a :func:`save_checkpoint` file holds (epoch, history, the run's settings), read from its
+    header alone: cheap, and nothing is built.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not a numpycnn checkpoint or its state is not a JSON object.
+    OSError
+        If the file cannot be opened.
+    """
+    with open(path, "rb") as f:
+        header = _read_header(path, f, os.fstat(f.fileno()).st_size)
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict):
+        raise _error(path, "__metadata__ must be an object of strings.")
+    _check_format(path, metadata, ("checkpoint",))
+    state = _json_field(path, metadata, "state", strict=False)
+    if not isinstance(state, dict):
+        raise _error(path, f"state must be a JSON object. Got {state!r:.200}.")
+    return state
+
+
 def load_checkpoint(path: Any, model: Sequential, optimizer: Any) -> dict[str, Any]:
     """Restore ``model`` and ``optimizer`` from a :func:`save_checkpoint` file and return its ``state``.
 
@@ -490,6 +598,9 @@ def load_checkpoint(path: Any, model: Sequential, optimizer: Any) -> dict[str, A
     own = {k: v for k, v in tensors.items() if not k.startswith(_OPTIMIZER_PREFIX)}
     _check_tensors(path, model.state_dict(), own)
     extras = _extras(path, metadata)
+    problem = describe_extras_problem(model, *extras)
+    if problem:
+        raise _error(path, problem)
     scalars = _json_field(path, metadata, "optimizer")
     state = _json_field(path, metadata, "state", strict=False)
     if not isinstance(state, dict):

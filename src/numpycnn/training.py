@@ -11,8 +11,14 @@ One training step on a batch :math:`(x_B, y_B)` of :math:`B` images is
 Data conventions: ``uint8`` images are raw pixels; each batch is gathered into a reused floating-point buffer,
 scaled to :math:`[0, 1]` (:math:`x \\cdot (1/255)`, as ``datasets.to_float``), augmented (if asked) and
 standardised per channel with ``model.normalization`` (:math:`(x - \\mu_c) / \\sigma_c`, as
-``datasets.standardize``). Floating-point inputs are taken as ready model inputs and passed through as they
-are. The data set is never converted whole: MNIST stays 47 MB of ``uint8`` in memory.
+``datasets.standardize``). Floating-point inputs are taken as already scaled to :math:`[0, 1]` (``x / 255``)
+and get the same standardisation, so uint8 images and the same images as floats give the same outputs; floats
+that look like 0-255 pixels raise a warning. The data set is never converted whole: MNIST stays 47 MB of
+``uint8`` in memory.
+
+Divergence stops training with :class:`~numpycnn.TrainingError`: a loss that is NaN or infinite, or that
+grows to more than :data:`DIVERGENCE_FACTOR` times the first batch's (at least 1), and weights that are no
+longer finite at the end of an epoch.
 
 Randomness: ``rng`` (a seed or a ``numpy.random.Generator``) gives two independent child generators, one for
 the shuffle order and one for augmentation, so turning augmentation on does not change the order of batches.
@@ -24,6 +30,7 @@ import contextlib
 import math
 import numbers
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +43,9 @@ from numpycnn.functional.activations import softmax_forward
 from numpycnn.model import Sequential
 
 __all__ = ["HISTORY_KEYS", "Batches", "History", "Trainer", "evaluate", "fit", "predict"]
+
+#: A loss this many times the first batch's loss (or 1, if larger) means training diverged.
+DIVERGENCE_FACTOR = 1e4
 
 #: A layer-free augmentation, ``augment(batch, rng) -> batch``, on float images in [0, 1], ``(B, C, H, W)``.
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -59,6 +69,10 @@ def check_inputs(owner: str, model: Sequential, x: Any, name: str = "x") -> tupl
         fail(owner, f"{name}.shape", "(N, ...) with N >= 1 samples", x.shape)
     if x.dtype.kind == "f" and not np.isfinite(np.sum(x, dtype=np.float64)):
         fail(owner, name, "finite", "an array with NaN or infinite values")
+    if x.dtype.kind == "f" and x.size and float(x.max()) > 2.0 and float(x.min()) >= 0.0:
+        warnings.warn(f"{owner}: `{name}` holds floats up to {float(x.max()):g}, which look like 0-255 pixels; "
+                      "float images are taken as already scaled to [0, 1]. Pass the uint8 images, or x / 255.",
+                      stacklevel=3)
     try:
         out_shape = model.output_shapes(x.shape[1:])[-1]
     except ValueError as err:
@@ -111,7 +125,8 @@ class Batches:
     dtype : numpy dtype
         The model's dtype (float32 or float64).
     normalization : dict or None
-        ``{"mean": [...], "std": [...]}`` per channel, applied to uint8 inputs only.
+        ``{"mean": [...], "std": [...]}`` per channel of images in [0, 1], applied to uint8 inputs (after
+        ``x / 255``) and to float inputs alike.
     """
 
     def __init__(self, x: np.ndarray, batch_size: int, dtype: Any, normalization: dict | None = None) -> None:
@@ -120,7 +135,7 @@ class Batches:
         self.out = np.empty(shape, self.dtype)
         self.raw = None if x.dtype == self.dtype else np.empty(shape, x.dtype)
         self.mean = self.std = None
-        if normalization and x.dtype == np.uint8:
+        if normalization:
             channels = x.shape[1]
             mean = np.asarray(normalization["mean"], self.dtype).reshape(-1)
             std = np.asarray(normalization["std"], self.dtype).reshape(-1)
@@ -212,7 +227,11 @@ def evaluate(model: Sequential, x: Any, y: Any, batch_size: int = 1000, loss: An
     x, classes = check_inputs("evaluate", model, x)
     y = check_labels("evaluate", y, len(x), classes)
     batches = Batches(x, inference_batch_size(model, x.shape[1:], batch_size), model.dtype, model.normalization)
-    return _evaluate_batches(model, batches, y, loss if loss is not None else _default_loss())
+    scores = _evaluate_batches(model, batches, y, loss if loss is not None else _default_loss())
+    if not math.isfinite(scores["loss"]):
+        raise ValueError(f"evaluate: the model's outputs are NaN or infinite (loss {scores['loss']}), so its "
+                         f"scores mean nothing: its weights overflow {model.dtype}.")
+    return scores
 
 
 def predict(model: Sequential, x: Any, batch_size: int = 1000) -> np.ndarray:
@@ -237,6 +256,10 @@ def predict(model: Sequential, x: Any, batch_size: int = 1000) -> np.ndarray:
             probs[part] = outputs
         else:
             probs[part] = softmax_forward(outputs)[0]
+    bad = int(np.count_nonzero(~np.isfinite(probs).all(axis=1)))
+    if bad:
+        raise ValueError(f"predict: the model's outputs are NaN or infinite for {bad} of {len(x)} inputs: "
+                         f"its weights overflow {model.dtype}.")
     return probs
 
 
@@ -274,22 +297,36 @@ class Trainer:
         self.base_lr = float(optimizer.lr)
         self.stop_training = False
         self.has_validation = False
+        #: The first batch's loss, and the loss above which training counts as diverged.
+        self.first_loss, self.loss_limit = math.nan, math.inf
 
     def train_step(self, xb: np.ndarray, yb: np.ndarray, step: int = 0, steps: int = 1) -> tuple[float, int]:
         """One step of gradient descent; returns the batch's mean loss and its number of correct guesses."""
         self.model.zero_grad()
         logits = self.model.forward(xb, training=True)
         value = float(self.loss.forward(logits, yb))
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"fit: the loss became {value} at epoch {self.epoch + 1}, batch {step + 1}/{steps}. "
-                f"Training stopped; checkpoints already written are unchanged. "
-                f"Try a lower learning rate (lr={self.optimizer.lr:g}) or normalised inputs."
-            )
+        if not math.isfinite(value) or value > self.loss_limit:
+            what = f"became {value}" if not math.isfinite(value) else (
+                f"grew from {self.first_loss:.3g} to {value:.3g} (more than {DIVERGENCE_FACTOR:g} times)")
+            self._diverged(f"the loss {what} at epoch {self.epoch + 1}, batch {step + 1}/{steps}")
+        if self.loss_limit == math.inf:
+            self.first_loss, self.loss_limit = value, DIVERGENCE_FACTOR * max(value, 1.0)
         hits = int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
         self.model.backward(self.loss.backward(), input_grad=False)
         self.optimizer.step(self.model)
         return value, hits
+
+    def _diverged(self, what: str) -> None:
+        raise TrainingError(
+            f"fit: {what}: training diverged. Training stopped; checkpoints already written are unchanged. "
+            f"Try a lower learning rate (lr={self.optimizer.lr:g}) or normalised inputs."
+        )
+
+    def check_weights(self) -> None:
+        """Stop training if a parameter is no longer finite."""
+        for name, value in self.model.named_parameters():
+            if not np.isfinite(value).all():
+                self._diverged(f"parameter {name!r} holds NaN or infinite values after epoch {self.epoch + 1}")
 
     def train_epoch(self, batches: Batches, y: np.ndarray, batch_size: int, shuffle: bool,
                     augment: Augment | None) -> dict[str, float]:
@@ -452,6 +489,7 @@ def _run(trainer: Trainer, x: np.ndarray, y: np.ndarray, validation: Any, batch_
             callback.on_epoch_begin(epoch, {})
         start = time.perf_counter()
         logs = trainer.train_epoch(batches, y, batch_size, shuffle, augment)
+        trainer.check_weights()
         if val_batches is not None:
             scores = _evaluate_batches(model, val_batches, validation[1], trainer.loss)
             logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])

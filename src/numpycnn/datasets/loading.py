@@ -10,6 +10,7 @@ into ``data_dir`` or the cache.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -96,7 +97,8 @@ def fetch(name: str, data_dir: PathLike | None = None, download: bool = True, *,
         The verified copy of each file, by file name.
     """
     spec = get_spec(name, owner="fetch")
-    return {f.name: _obtain(spec, f, data_dir, download, progress, _path_verifier(f)) for f in spec.all_files}
+    return {f.name: _obtain(spec, f, data_dir, download, progress, _path_verifier(f, expected_bytes(spec, f)))
+            for f in spec.all_files}
 
 
 def locate(name: str, data_dir: PathLike | None = None) -> dict[str, list[tuple[Path, str | None]]]:
@@ -114,17 +116,21 @@ def locate(name: str, data_dir: PathLike | None = None) -> dict[str, list[tuple[
         found[f.name] = []
         for path in _candidates(spec, f, data_dir):
             try:
-                verify_file(f, path)
+                verify_file(f, path, max_bytes=expected_bytes(spec, f))
                 found[f.name].append((path, None))
             except DataError as e:
                 found[f.name].append((path, str(e)))
     return found
 
 
-def verify_file(file: FileSpec, path: PathLike) -> None:
-    """Raise :class:`DataError` unless ``path`` is a correct copy of ``file`` (checked by SHA-256)."""
+def verify_file(file: FileSpec, path: PathLike, max_bytes: int | None = None) -> None:
+    """Raise :class:`DataError` unless ``path`` is a correct copy of ``file`` (checked by SHA-256).
+
+    ``max_bytes`` bounds the data an IDX header may claim (see :func:`expected_bytes`): a small gzip file whose
+    header claims gigabytes is refused before anything is decompressed.
+    """
     if file.content_hash:
-        read_idx(path, sha256=file.sha256)
+        read_idx(path, sha256=file.sha256, **({} if max_bytes is None else {"max_bytes": max_bytes}))
         return
     digest = hashlib.sha256()
     try:
@@ -138,6 +144,19 @@ def verify_file(file: FileSpec, path: PathLike) -> None:
             f"{path}: SHA-256 is {digest.hexdigest()}, expected {file.sha256}: the file is corrupted or "
             "is not the expected file. Delete it and fetch it again."
         )
+
+
+def expected_bytes(spec: DatasetSpec, file: FileSpec) -> int | None:
+    """The decompressed data size of an IDX file of ``spec`` (images ``N H W``, labels ``N``), else ``None``."""
+    if spec.kind != "idx":
+        return None
+    for split in SPLITS:
+        images, labels = spec.files[split]
+        if file is images or file == images:
+            return spec.counts[split] * math.prod(spec.image_shape)
+        if file is labels or file == labels:
+            return spec.counts[split]
+    return None
 
 
 def instructions(spec: DatasetSpec, data_dir: PathLike | None = None) -> str:
@@ -187,9 +206,9 @@ def _candidates(spec: DatasetSpec, file: FileSpec, data_dir: PathLike | None) ->
     return paths
 
 
-def _path_verifier(file: FileSpec) -> Callable[[Path], Path]:
+def _path_verifier(file: FileSpec, max_bytes: int | None = None) -> Callable[[Path], Path]:
     def verify(path: Path) -> Path:
-        verify_file(file, path)
+        verify_file(file, path, max_bytes)
         return path
     return verify
 
@@ -201,7 +220,7 @@ def _idx_reader(spec: DatasetSpec, split: str, file: FileSpec) -> Callable[[Path
     expected = (n, *spec.image_shape[1:]) if is_images else (n,)  # IDX images are (N, H, W), one channel
 
     def read(path: Path) -> np.ndarray:
-        array = read_idx(path, sha256=file.sha256)
+        array = read_idx(path, sha256=file.sha256, max_bytes=math.prod(expected))  # uint8: one byte each
         if array.dtype != np.uint8 or array.shape != expected:
             raise DataError(
                 f"{path}: expected uint8 values of shape {expected}, "

@@ -1,0 +1,447 @@
+"""``numpycnn train``: check the options, take the run folder, load the data, train, write the run's files.
+
+The rules for run folders (a finished or interrupted run is never replaced without ``--overwrite``, one process
+per folder, a checkpoint is only resumed by its own run) are in :mod:`numpycnn.runs`; this module applies them
+in order, so that a refused command writes nothing:
+
+1. every option is checked (:func:`check_config`), before any file is touched;
+2. the folder is locked, then checked: a new run needs a folder without a run (or ``--overwrite``), a resumed
+   one needs its ``config.json`` and a checkpoint that carries the same settings;
+3. the data is loaded and the model built;
+4. only then are leftovers removed (temporary files, and with ``--overwrite`` the old run, checkpoint first)
+   and ``config.json`` written.
+
+Ctrl-C and SIGTERM stop training with a message saying which epoch is saved (or that none is) and the
+command that goes on; a full disk or a missing permission names the file and says what is intact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import numbers
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODELS = ("seed", "lenet5", "deep", "deep-plain", "deep-dropout")  # numpycnn.models.MODELS (tested to agree)
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
+SCHEDULES = ("none", "step", "cosine")
+NORMALIZATIONS = ("auto", "none", "standard")
+
+#: The original experiment; ``train`` with no options runs exactly this.
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "model": "seed", "dataset": "mnist", "epochs": 10, "batch_size": 64, "lr": 0.1, "optimizer": "sgd",
+    "schedule": "none", "augment": False, "val_split": 0.0, "patience": None, "seed": 0, "limit": None,
+    "normalize": "auto",
+}
+#: Options that may differ between an interrupted run and its ``--resume``.
+_RESUMABLE_CHANGES = ("epochs",)
+
+
+def check_config(config: dict[str, Any], source: str) -> None:
+    """Check every setting of a run; ``source`` is ``"train"`` (the command line) or a ``config.json`` path.
+
+    Raises
+    ------
+    ValueError, TypeError
+        ``"{source}: `--lr` must be a finite number > 0. Got -1.0."`` and the like.
+    """
+    def bad(key: str, expectation: str, hint: str = "", error: type = ValueError) -> None:
+        name = "--" + key.replace("_", "-") if source == "train" else key
+        message = f"{source}: `{name}` must be {expectation}. Got {config[key]!r}."
+        if source != "train":
+            message += " Was the file edited by hand? Fix the value, or start a new run with --overwrite."
+        raise error(f"{message} {hint}".rstrip())
+
+    choices = {"model": MODELS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+               "normalize": NORMALIZATIONS}
+    for key, allowed in choices.items():
+        if config[key] not in allowed:
+            bad(key, f"one of {list(allowed)}")
+    for key, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("limit", 1), ("patience", 0)):
+        value = config[key]
+        if value is None and key in ("limit", "patience"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value < 2**63:
+            bad(key, f"an integer >= {low}", error=TypeError if not isinstance(value, numbers.Integral) else
+                ValueError)
+    lr, split = config["lr"], config["val_split"]
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
+        bad("lr", "a finite number > 0", "Typical values: 0.1 for sgd, 0.001 for adam.")
+    if isinstance(split, bool) or not isinstance(split, numbers.Real) or not 0 <= split < 1:
+        bad("val_split", "a fraction in [0, 1)", "For example --val-split 0.1 holds out 10%.")
+    if not isinstance(config["augment"], bool):
+        bad("augment", "true or false")
+    if config["patience"] is not None and not split:
+        raise ValueError(f"{source}: --patience needs a validation set to watch: add --val-split, e.g. "
+                         "--val-split 0.1.")
+
+
+# -- train ---------------------------------------------------------------------------------------------------
+def run_train(args: argparse.Namespace) -> int:
+    """``numpycnn train``: check everything, take the run folder, load the data, train, write the files.
+
+    Nothing is written before every option is valid, the folder is free (see :mod:`numpycnn.runs`), the data
+    is loaded and the model is built. Then ``config.json``, ``checkpoint.safetensors`` after every epoch, and
+    at the end ``model.safetensors``, ``history.json``, ``metrics.json`` and the plots. Ctrl-C or SIGTERM
+    leaves the last complete checkpoint in place and prints the command that resumes it.
+    """
+    from numpycnn import runs
+
+    config, out = train_config(args)
+    say = (lambda *a: None) if args.quiet else print
+    if args.out is None and not args.resume and not args.overwrite and runs.holds_run(out):
+        fresh = runs.fresh_folder(out)
+        say(f"{out} holds an earlier run; writing this one to {fresh} (use --out DIR, or --overwrite to "
+            f"replace {out}).")
+        out = fresh
+    created = not out.exists()
+    lock = runs.RunLock(out)
+    lock.acquire()
+    with _terminate_as_interrupt():
+        try:
+            if args.resume:
+                config = resume_config(args, out)
+            else:
+                runs.check_new_run(out, args.overwrite)
+            return _train_in(config, out, args, say)
+        finally:
+            lock.release()
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # only if the run was refused before writing anything
+
+
+def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: Any) -> int:
+    """The run itself, in the locked folder ``out``."""
+    from numpycnn import runs
+
+    train, test = (_load_split(config, split, args) for split in ("train", "test"))
+    _check_split_sizes(config, len(train[1]))
+    model = _build(config, train[0])
+    optimizer = _optimizer(config)
+    checkpoint = out / "checkpoint.safetensors"
+    callbacks = _callbacks(config, checkpoint)
+    runs.remove_temporaries(out)
+    if not args.resume:
+        removed = runs.remove_run(out) if args.overwrite else []
+        if removed:
+            say(f"--overwrite: removed the earlier run's {', '.join(removed)} from {out}")
+        _write(out / "config.json", config)
+    say(f"Training {config['model']} on {len(train[1]):,} {config['dataset']} images for {config['epochs']} "
+        f"epochs ({config['optimizer']}, lr {config['lr']:g}, batch {config['batch_size']}) -> {out}")
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            history = model.fit(
+                train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
+                optimizer=optimizer, validation_split=config["val_split"], callbacks=callbacks,
+                verbose=0 if args.quiet else 1, rng=config["seed"], augment=_augment(config),
+                resume_from=checkpoint if args.resume else None)
+    except KeyboardInterrupt as stop:
+        print(f"\n{_interrupted(stop)}. {_what_is_saved(config, out)}", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
+    except OSError as err:
+        raise _write_error(err, config, out) from None
+    scores = model.evaluate(test[0], test[1])
+    metrics = run_metrics(config, history, scores, model, len(train[1]), len(test[1]))
+    try:
+        model.save(out / "model.safetensors")
+        write_json(out / "history.json", history.to_dict())
+        write_json(out / "metrics.json", metrics)
+        if not args.no_plots:
+            write_plots(model, history, test, out)
+    except OSError as err:
+        raise _write_error(err, config, out) from None
+    say(f"Test accuracy: {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f}, "
+        f"{len(test[1]):,} images, {metrics['train_seconds']:.1f}s training, "
+        f"{metrics['images_per_second']:,.0f} images/s). Files in {out}")
+    return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM during training."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (``timeout``, ``docker stop``, Slurm) into :class:`Terminated` while training runs."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(stop: BaseException) -> str:
+    return "Terminated (SIGTERM)" if isinstance(stop, Terminated) else "Interrupted"
+
+
+def _saved_epoch(checkpoint: Path) -> int | None:
+    """The number of complete epochs the checkpoint holds, ``None`` without a readable checkpoint."""
+    from numpycnn.io import read_checkpoint_state
+
+    try:
+        return int(read_checkpoint_state(checkpoint)["epoch"]) + 1
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _what_is_saved(config: dict[str, Any], out: Path) -> str:
+    """What survives in ``out`` and the command that goes on from there."""
+    checkpoint = out / "checkpoint.safetensors"
+    saved = _saved_epoch(checkpoint)
+    if saved is None:
+        return (f"No epoch was complete, so nothing was saved. Start again with:\n"
+                f"  numpycnn train {' '.join(_options(config))} --out {out} --overwrite")
+    return (f"Epoch {saved} of {config['epochs']} is saved in {checkpoint}; continue with:\n"
+            f"  numpycnn train --out {out} --resume")
+
+
+def _options(config: dict[str, Any]) -> list[str]:
+    """The command-line options that give ``config`` (those that differ from the defaults)."""
+    words = []
+    for key, value in config.items():
+        if value == TRAIN_DEFAULTS[key]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return words
+
+
+def _write_error(err: OSError, config: dict[str, Any], out: Path) -> OSError:
+    """``err`` (disk full, no permission) as one line naming the file and saying what is intact."""
+    saved = _saved_epoch(out / "checkpoint.safetensors")
+    reason = err.strerror or str(err)
+    where = f"cannot write {err.filename}" if err.filename else "cannot write into " + str(out)
+    if saved is None:
+        intact = "no epoch had been saved yet"
+    else:
+        intact = (f"the checkpoint of epoch {saved} ({out / 'checkpoint.safetensors'}) is intact; make room and "
+                  f"continue with numpycnn train --out {out} --resume")
+    return OSError(err.errno, f"{where}: {reason}; {intact}")
+
+
+def _write(path: Path, data: Any) -> None:
+    try:
+        write_json(path, data)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}; nothing else was written") from None
+
+
+def train_config(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+    """The run's settings (defaults and the options given, all checked) and its output folder.
+
+    With ``--resume`` the settings are read from the folder later, under its lock (:func:`resume_config`).
+
+    Raises
+    ------
+    ValueError
+        For an option out of range, or ``--resume`` with ``--overwrite``.
+    """
+    if args.resume and args.overwrite:
+        raise ValueError("train: `--resume` and `--overwrite` contradict each other. Use --resume to continue "
+                         "the run in --out, --overwrite to replace it.")
+    given = _given(args)
+    config = {**TRAIN_DEFAULTS, **given}
+    check_config(config, "train")
+    out = args.out if args.out is not None else Path("runs") / f"{config['model']}-{config['dataset']}"
+    return config, out
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, key) for key in TRAIN_DEFAULTS if getattr(args, key) is not None}
+
+
+def resume_config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The interrupted run's settings, checked, after checking that its checkpoint is its own.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` holds no checkpoint, a ``config.json`` that is not valid, a checkpoint of another run, or
+        if an option differs from the interrupted run's.
+    """
+    from numpycnn.io import read_checkpoint_state
+    config_path, checkpoint = out / "config.json", out / "checkpoint.safetensors"
+    if not config_path.is_file():
+        raise ValueError(f"--resume: no interrupted run in {str(out)!r} (no config.json there). Give the "
+                         f"run's --out, or train without --resume.")
+    if not checkpoint.is_file():
+        raise ValueError(f"--resume: the run in {str(out)!r} was stopped before its first epoch ended, so there "
+                         f"is no checkpoint to continue. Start it again with --overwrite instead of --resume.")
+    try:
+        stored = json.loads(config_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--resume: cannot read {str(config_path)!r}: {err}") from None
+    if not isinstance(stored, dict) or set(stored) != set(TRAIN_DEFAULTS):
+        raise ValueError(f"--resume: {str(config_path)!r} is not a numpycnn run configuration (its keys must "
+                         f"be {sorted(TRAIN_DEFAULTS)}).")
+    check_config(stored, str(config_path))
+    identity = read_checkpoint_state(checkpoint).get("run")
+    if identity != _identity(stored):
+        raise ValueError(f"--resume: {str(checkpoint)!r} belongs to another run than {str(config_path)!r} "
+                         f"(its settings differ, or it was not written by numpycnn train); not continuing it. "
+                         f"Start again with --overwrite.")
+    for key, value in _given(args).items():
+        if key not in _RESUMABLE_CHANGES and value != stored[key]:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"--resume: {flag} {value} differs from the interrupted run's {stored[key]!r} "
+                             f"({config_path}). Leave it out to continue that run, or train into a new "
+                             f"--out.")
+    config = {**stored, **{k: v for k, v in _given(args).items() if k in _RESUMABLE_CHANGES}}
+    check_config(config, "train")
+    return config
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint records of its run: every setting but those ``--resume`` may change."""
+    return {key: value for key, value in config.items() if key not in _RESUMABLE_CHANGES}
+
+
+def _check_split_sizes(config: dict[str, Any], n: int) -> None:
+    n_val = int(n * config["val_split"])
+    if config["val_split"] and not 0 < n_val < n:
+        raise ValueError(f"train: `--val-split` must leave at least one image on each side of {n} training "
+                         f"images. Got {config['val_split']} ({n_val} held out).")
+
+
+def _load_split(config: dict[str, Any], split: str, args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(images, labels)`` of a split, cut to ``--limit`` images."""
+    from numpycnn import datasets
+
+    images, labels = datasets.load(config["dataset"], split, args.data_dir, args.download)
+    if config["limit"]:
+        images, labels = images[: config["limit"]], labels[: config["limit"]]
+    return images, labels
+
+
+def _build(config: dict[str, Any], train_images: Any) -> Any:
+    """The model, seeded, sized for the data set, with its class names and input normalisation."""
+    from numpycnn import datasets
+    from numpycnn.models import build_model
+
+    names = list(datasets.class_names(config["dataset"]))
+    model = build_model(config["model"], seed=config["seed"], input_shape=tuple(train_images.shape[1:]),
+                        num_classes=len(names))
+    model.class_names = names
+    mode = config["normalize"]
+    if mode == "auto":
+        mode = "none" if config["model"] == "seed" else "standard"
+    if mode == "standard":
+        mean, std = datasets.channel_stats(train_images)
+        model.normalization = {"mean": [float(m) for m in mean], "std": [float(s) for s in std]}
+    else:  # x / 255 as it is, like the original experiment
+        model.normalization = {"mean": [0.0] * train_images.shape[1], "std": [1.0] * train_images.shape[1]}
+    return model
+
+
+def _optimizer(config: dict[str, Any]) -> Any:
+    from numpycnn import optim
+
+    name, lr = config["optimizer"], config["lr"]
+    if name == "sgd":
+        return optim.SGD(lr=lr)
+    if name == "momentum":
+        return optim.SGD(lr=lr, momentum=0.9)
+    return {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSProp}[name](lr=lr)
+
+
+def _callbacks(config: dict[str, Any], checkpoint: Path) -> list[Any]:
+    """A checkpoint after every epoch, and the learning-rate schedule if one is asked for."""
+    from numpycnn import callbacks, schedules
+
+    result: list[Any] = [callbacks.TrainingCheckpoint(checkpoint, run=_identity(config))]
+    if config["patience"] is not None:
+        result.append(callbacks.EarlyStopping("val_loss", patience=config["patience"], restore_best_weights=True))
+    epochs = config["epochs"]
+    if config["schedule"] == "step":
+        result.append(callbacks.LearningRateScheduler(schedules.StepLR(step_size=max(1, epochs // 3))))
+    elif config["schedule"] == "cosine":
+        result.append(callbacks.LearningRateScheduler(schedules.CosineLR(t_max=epochs)))
+    return result
+
+
+def _augment(config: dict[str, Any]) -> Any:
+    if not config["augment"]:
+        return None
+    from numpycnn.augment import augment_for
+
+    return augment_for(config["dataset"])
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (a temporary file beside it, then a rename)."""
+    from numpycnn._files import atomic_write
+
+    with atomic_write(path, "w") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+
+
+def run_metrics(config: dict[str, Any], history: Any, scores: dict[str, float], model: Any,
+                n_train: int, n_test: int) -> dict[str, Any]:
+    """The figures ``metrics.json`` records: test scores, time, speed, settings and the machine."""
+    import platform
+    from datetime import datetime, timezone
+
+    from numpycnn import __version__
+
+    seconds = float(sum(history.history.get("seconds", [])))
+    epochs = len(history.epoch)
+    n_val = int(n_train * config["val_split"])  # fit holds out the last int(N * split) images
+    n_train -= n_val
+    return {
+        "test_accuracy": scores["accuracy"], "test_loss": scores["loss"], "train_seconds": seconds,
+        "epochs": epochs, "images_per_second": n_train * epochs / seconds if seconds > 0 else 0.0,
+        "train_images": n_train, "validation_images": n_val, "test_images": n_test,
+        "parameters": model.num_parameters(),
+        **{key: config[key] for key in TRAIN_DEFAULTS if key != "epochs"},
+        "epochs_requested": config["epochs"], "class_names": model.class_names,
+        "normalization": model.normalization,
+        "numpy_version": np.__version__, "numpycnn_version": __version__,
+        "python_version": platform.python_version(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "machine": platform.machine(),
+                    "processor": platform.processor(), "cpu_count": os.cpu_count()},
+    }
+
+
+def write_plots(model: Any, history: Any, test: tuple[Any, Any], out: Path) -> None:
+    """The run's pictures: curves, confusion matrix, first-layer filters, feature maps, mistakes."""
+    from numpycnn import datasets, plots
+
+    images, labels = test
+    predicted = model.predict_classes(images)
+    names = model.class_names
+    plots.plot_history(history.history, out / "curves.png")
+    matrix = plots.confusion_matrix(labels, predicted, len(names))
+    plots.plot_confusion_matrix(matrix, names, out / "confusion_matrix.png")
+    first_conv = next((layer for layer in model.layers if "weight" in layer.params
+                       and layer.params["weight"].ndim == 4), None)
+    if first_conv is not None:
+        plots.plot_filters(first_conv.params["weight"], out / "filters.png")
+        sample = datasets.standardize(datasets.to_float(images[:1]), model.normalization["mean"],
+                                      model.normalization["std"]).astype(model.dtype)
+        plots.plot_feature_maps(images[0], plots.feature_maps(model, sample[0]), out / "feature_maps.png")
+    wrong = predicted != labels
+    plots.plot_misclassified(images[wrong], labels[wrong], predicted[wrong], names, out / "misclassified.png")
+
+
