@@ -188,6 +188,7 @@ class Handler(BaseHTTPRequestHandler):
 
     server_version = "numpycnn"
     sys_version = ""
+    default_request_version = "HTTP/1.0"  # answers to unparsable request lines carry a status line too
     timeout = TIMEOUT
     server: WebServer
 
