@@ -4,9 +4,9 @@ Everything here uses the public interface of a model only: ``model.layers``, eac
 ``forward(x, training=False)``, ``params``, ``get_config()`` and ``name``. The layers run one by one, in the
 order they are listed, so each one's output is seen exactly as the next one receives it.
 
-Arrays travel to the page as base64 strings of little-endian float32 (``"<f4"``), with their shapes: a
-layer's 16 feature maps of 26x26 are 43 KB of JSON rather than three times that as decimal text, and the page
-reads them into a ``Float32Array`` without parsing numbers.
+Arrays travel to the page as base64 strings of little-endian float32 (``"<f4"``), with their shapes: 16
+feature maps of 26x26 are 58 KB of base64, exact to the last bit, where decimal text would be two to three times
+that, and the page reads them into a ``Float32Array`` without parsing numbers.
 
 Examples
 --------
