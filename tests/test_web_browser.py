@@ -163,7 +163,8 @@ def test_switching_models(page):
         page.select_option("#model", "file")
     page.wait_for_selector("body:not([data-busy])")
     first = page.locator("#layers .layer").first
-    assert "16 of 32 shown" in first.inner_text() and first.locator("canvas[data-channel]").count() == 16
+    assert "16 of 32 shown" in first.inner_text() and "output 32×28×28" in first.inner_text()
+    assert first.locator("canvas[data-channel]").count() == 16
     assert page.locator("#filters figure").count() == 32
 
 

@@ -135,7 +135,7 @@ def test_every_layer_is_sent_and_the_last_one_gives_the_probabilities(server):
 def test_more_maps_than_shown_are_cut_to_sixteen(server):
     data = predict(server, drawings.render(drawings.DIGITS["4"]), "file")
     first = data["layers"][0]
-    assert (first["shown"], first["total"]) == (16, 32)
+    assert (first["shown"], first["total"], first["shape"]) == (16, 32, [32, 28, 28])
     assert explain.decode(first).shape == (16, 28, 28)
 
 

@@ -44,9 +44,13 @@ def encode(array: np.ndarray) -> dict[str, Any]:
 
 
 def decode(blob: dict[str, Any]) -> np.ndarray:
-    """The inverse of :func:`encode` (for tests and clients written in Python)."""
+    """The inverse of :func:`encode` (for tests and clients written in Python).
+
+    A layer output cut to its first ``blob["shown"]`` channels (:func:`activations`) comes back with that many.
+    """
     values = np.frombuffer(base64.b64decode(blob["data"]), dtype="<f4")
-    return values.reshape(blob["shape"])
+    shape = blob["shape"]
+    return values.reshape([blob.get("shown", shape[0]), *shape[1:]])
 
 
 def prepare(model: Any, image: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +91,9 @@ def layer_outputs(model: Any, x: np.ndarray) -> list[np.ndarray]:
 def activations(outputs: list[np.ndarray]) -> list[dict[str, Any]]:
     """The layer outputs of one image as the page draws them: maps (at most :data:`MAX_MAPS`) or a vector.
 
-    ``scale`` is the largest absolute value over the whole output (all channels), so colours centred on zero
-    compare across the maps of a layer.
+    ``shape`` is the whole output's, ``data`` holds its first ``shown`` channels (or values) as :func:`encode`
+    does; ``scale`` is the largest absolute value over the whole output (all channels), so colours centred on
+    zero compare across the maps of a layer.
     """
     result = []
     for i, out in enumerate(outputs):
@@ -98,7 +103,7 @@ def activations(outputs: list[np.ndarray]) -> list[dict[str, Any]]:
         shown = values[:limit]
         result.append({"index": i, "kind": kind, "shape": list(values.shape), "shown": int(shown.shape[0]),
                        "total": int(values.shape[0]), "scale": float(np.max(np.abs(values), initial=0.0)),
-                       **encode(shown)})
+                       "data": encode(shown)["data"]})
     return result
 
 
@@ -172,9 +177,11 @@ def conv_step(model: Any, x: np.ndarray, outputs: list[np.ndarray], index: int,
     total = float(channel_sums.sum())
     return {"layer": index, "channel": channel, "row": row, "col": col,
             "kernel_size": [kh, kw], "stride": [sh, sw], "padding": [ph, pw],
+            "input_shape": list(layer_input.shape[1:]),
             "window_origin": [top - ph, left - pw],  # top-left of the window in the unpadded input (may be < 0)
             "window": window.tolist(), "kernel": kernel.tolist(), "products": products.tolist(),
-            "channel_sums": channel_sums.tolist(), "sum": total, "bias": bias, "output": total + bias,
+            "channel_sums": channel_sums.tolist(), "sum": total, "bias": bias, "has_bias": "bias" in layer.params,
+            "output": total + bias,
             "layer_value": float(layer_output[0, channel, row, col]),
             "then": _following(model, outputs, index, (channel, row, col))}
 

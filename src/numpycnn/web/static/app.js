@@ -422,6 +422,11 @@
     }
   }
 
+  function outside(s) { // whether the window reaches into the zero padding
+    const [, h, w] = s.input_shape, [top, left] = s.window_origin, [kh, kw] = s.kernel_size;
+    return top < 0 || left < 0 || top + kh > h || left + kw > w;
+  }
+
   function renderStep(s) {
     const C = s.window.length;
     const wScale = absMax(s.window), kScale = absMax(s.kernel), pScale = absMax(s.products);
@@ -437,7 +442,7 @@
       ]));
     }
     const parts = [
-      el("p", { textContent: `Layer ${s.layer + 1}, output channel ${s.channel}, row ${s.row}, column ${s.col}: the ${s.kernel_size.join("×")} window whose top-left corner is at input row ${s.window_origin[0]}, column ${s.window_origin[1]}` + (s.padding[0] || s.padding[1] ? " (outside the picture the padding is 0)" : "") + "." }),
+      el("p", { textContent: `Layer ${s.layer + 1}, output channel ${s.channel}, row ${s.row}, column ${s.col}: the ${s.kernel_size.join("×")} window whose top-left corner is at input row ${s.window_origin[0]}, column ${s.window_origin[1]}` + (outside(s) ? "; it reaches past the edge, where the zero padding is" : "") + "." }),
       whereFigures(s),
       el("div", { className: "step-channels" }, triplets),
     ];
@@ -448,7 +453,8 @@
     const ok = diff <= 1e-4 * Math.max(1, Math.abs(s.layer_value));
     const eq = el("div", { className: "equation" }, [
       el("div", {}, ["sum of all products = ", el("span", { id: "step-sum", textContent: fmt(s.sum, 6) })]),
-      el("div", {}, ["+ bias = ", el("span", { id: "step-bias", textContent: fmt(s.bias, 6) })]),
+      el("div", {}, ["+ bias = ", el("span", { id: "step-bias", textContent: fmt(s.bias, 6) }),
+        s.has_bias ? "" : " (this convolution has no bias: the batch norm after it would cancel one)"]),
       el("div", {}, ["= output ", el("strong", { id: "step-output", textContent: fmt(s.output, 6) })]),
       el("div", {}, ["the layer itself computed ", el("span", { id: "step-layer-value", textContent: fmt(s.layer_value, 6) }), " ",
         el("span", { className: ok ? "match" : "mismatch", textContent: ok ? `✓ equal (difference ${diff.toExponential(1)})` : `✗ differs by ${diff.toExponential(2)}` })]),
