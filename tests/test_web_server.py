@@ -360,10 +360,15 @@ def test_numpycnn_serve_prints_the_url_serves_and_stops_on_ctrl_c():
     assert "stopped" in out and "Traceback" not in err
 
 
-def test_numpycnn_serve_with_a_missing_model_is_one_line(tmp_path, capsys):
-    assert main(["serve", str(tmp_path / "missing.safetensors"), "--port", "0"]) == 2
+@pytest.mark.parametrize(("argv", "message"), [
+    (["serve", "MISSING", "--port", "0"], "does not exist"),
+    (["serve", "--port", "70000"], "must be in [0, 65535]"),
+])
+def test_numpycnn_serve_errors_are_one_line(tmp_path, capsys, argv, message):
+    argv = [str(tmp_path / "missing.safetensors") if a == "MISSING" else a for a in argv]
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "does not exist" in err[0]
+    assert len(err) == 1 and message in err[0]
 
 
 def test_import_numpycnn_imports_neither_the_server_nor_playwright():

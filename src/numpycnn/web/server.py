@@ -247,10 +247,10 @@ class Handler(BaseHTTPRequestHandler):
             return app.describe(names[-1] if names else None)
         if path in self.POST_ROUTES:
             raise RequestError(405, f"{path} answers POST only.")
-        name = "index.html" if path in ("/", "/index.html") else path.removeprefix("/static/")
-        if path.startswith(("/static/", "/index.html")) or path == "/":
-            if name in app.static and "/" not in name:
-                return app.static[name], _CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
+        name = "index.html" if path in ("/", "/index.html") else path[len("/static/"):] \
+            if path.startswith("/static/") else None
+        if name in app.static:  # bare file names read from static/ at start: no path reaches the file system
+            return app.static[name], _CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
         raise RequestError(404, f"Nothing at {path[:200]!r}.")
 
     def _post(self, path: str, query: str) -> Any:
@@ -368,6 +368,8 @@ def make_server(host: str = "127.0.0.1", port: int = 8000, model_path: Path | No
 
 def serve(host: str = "127.0.0.1", port: int = 8000, model_path: Path | None = None) -> int:
     """Serve until Ctrl-C: print the URL, log each request on stderr, close the socket on the way out."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"serve: `--port` must be in [0, 65535]. Got {port}.")
     server = make_server(host, port, model_path, log=lambda line: print(line, file=sys.stderr))
     print(f"numpycnn serve: {server.url} (models: {', '.join(server.app.models)}; Ctrl-C to stop)", flush=True)
     if not server.loopback_only:
