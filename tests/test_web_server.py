@@ -103,7 +103,7 @@ def test_the_page_and_its_files(server):
 
 
 # -- answers ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("model", ["seed", "lenet5"])
+@pytest.mark.parametrize("model", ["seed", "lenet5", "deep"])
 def test_fixture_drawings_predict_their_labels_as_numpycnn_predict_does(server, model, tmp_path, capsys):
     for label, strokes in drawings.DIGITS.items():
         image = drawings.render(strokes)
@@ -190,7 +190,7 @@ def test_the_convolution_step_equals_the_layer_and_the_loop_reference(server, mo
 def test_models_are_listed_and_described(server):
     status, _, listing = call(server, "GET", "/api/models")
     assert status == 200 and listing["default"] == "file"
-    assert [m["name"] for m in listing["models"]] == ["file", "seed", "lenet5"]
+    assert [m["name"] for m in listing["models"]] == ["file", "seed", "lenet5", "deep"]
     assert {m["name"]: m["accuracy"] for m in listing["models"]}["seed"] == pretrained.SHIPPED["seed"].test_accuracy
     status, _, seed = call(server, "GET", "/api/model?name=seed")
     assert status == 200 and seed["parameters"] == 13610 and seed["conv_layers"] == [0]

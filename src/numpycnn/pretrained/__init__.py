@@ -44,6 +44,11 @@ SHIPPED: dict[str, Shipped] = {
         "numpycnn train --model lenet5 --val-split 0.1 --optimizer adam --lr 0.001 --schedule cosine "
         "--batch-size 128 --augment --epochs 10", 0.9897,
         "c14be7af689eb155b77b6d32a24a280873f819566b1d572937dc8d50415c4867"),
+    "deep": Shipped(
+        "deep-mnist.safetensors", "Deep CNN (3 conv blocks with batch norm; 431,018 parameters)",
+        "numpycnn train --model deep --val-split 0.1 --optimizer adam --lr 0.001 --schedule cosine "
+        "--batch-size 128 --augment --epochs 8", 0.9939,
+        "57ce20ef5389ae8126a473afb12eb74fb7da010ebb4965fff1f2104facd4d503"),
 }
 
 
