@@ -22,7 +22,7 @@ _LAZY_NAMES = {
 }
 _SUBMODULES = (
     "callbacks", "datasets", "functional", "init", "io", "layers", "losses", "model", "models", "optim",
-    "reference", "schedules", "training",
+    "pretrained", "reference", "schedules", "training",
 )
 
 __all__ = ["DataError", "ModelFileError", "TrainingError", "__version__", *_LAZY_NAMES, *_SUBMODULES]

@@ -1,4 +1,4 @@
-"""The ``numpycnn`` command: train, evaluate, predict, summary, profile, data, export and import.
+"""The ``numpycnn`` command: train, evaluate, predict, summary, profile, data, export, import and serve.
 
 Every sub-command is a thin layer over library functions: data from :mod:`numpycnn.datasets`, models from
 :mod:`numpycnn.models`, training from :func:`numpycnn.training.fit`, files from :mod:`numpycnn.io`, pictures
@@ -16,6 +16,7 @@ Examples
     numpycnn evaluate runs/seed-mnist/model.safetensors
     numpycnn predict runs/seed-mnist/model.safetensors my_digit.png --top 3
     numpycnn export runs/seed-mnist/model.safetensors seed.onnx      # needs pip install "numpycnn[onnx]"
+    numpycnn serve                                  # the drawing page at http://127.0.0.1:8000/
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     from numpycnn.interchange.commands import add_interchange_parsers
 
     add_interchange_parsers(sub)
+    _add_serve(sub)
     return parser
 
 
@@ -149,6 +151,17 @@ def _add_profile(sub: Any) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is shown")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=run_profile)
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="the drawing page: draw a digit and watch the network think",
+                       description="Serve a page that classifies what you draw and shows every layer's "
+                                   "activations. Offers the models shipped with numpycnn, and MODEL if given.")
+    p.add_argument("model_path", metavar="MODEL", type=Path, nargs="?", default=None,
+                   help="a .safetensors model file to offer first (default: the shipped models only)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.set_defaults(func=run_serve)
 
 
 # -- main ----------------------------------------------------------------------------------------------------
@@ -381,6 +394,13 @@ def run_profile(args: argparse.Namespace) -> int:
     else:
         print(format_profile(rows, args.batch_size))
     return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``numpycnn serve [MODEL]``: the drawing page and its JSON API until Ctrl-C."""
+    from numpycnn.web.server import serve
+
+    return serve(args.host, args.port, args.model_path)
 
 
 if __name__ == "__main__":  # pragma: no cover

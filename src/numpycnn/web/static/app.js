@@ -1,0 +1,508 @@
+// numpycnn drawing page: draw on #pad, ask /api/predict, show the answer, the input, every layer and one
+// convolution step by step. Plain JavaScript, no build step; every number shown comes from the server.
+"use strict";
+
+(function () {
+  const PEN_WIDTH = 20; // in pad pixels (the pad is 280x280)
+  const $ = (id) => document.getElementById(id);
+  const pad = $("pad");
+  const ctx = pad.getContext("2d");
+  const state = {
+    models: [], model: null, description: null,
+    strokes: [], current: null, upload: null,
+    seq: 0, image: null, result: null, step: null,
+  };
+
+  // -- small helpers ---------------------------------------------------------------------------------------
+  function el(tag, props, children) {
+    const node = document.createElement(tag);
+    Object.assign(node, props || {});
+    for (const child of children || []) node.append(child);
+    return node;
+  }
+
+  function fmt(v, digits) {
+    if (!Number.isFinite(v)) return String(v);
+    const d = digits === undefined ? 4 : digits;
+    return Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(2) : v.toFixed(d);
+  }
+
+  function decode(blob) { // {shape, data: base64 little-endian float32} -> Float32Array
+    const bytes = Uint8Array.from(atob(blob.data), (c) => c.charCodeAt(0));
+    return new Float32Array(bytes.buffer);
+  }
+
+  // Diverging colour map centred on zero (ColorBrewer RdBu): blue negative, white zero, red positive.
+  const STOPS = [[5, 48, 97], [67, 147, 195], [247, 247, 247], [214, 96, 77], [103, 0, 31]];
+  function colour(v, scale) {
+    const t = scale > 0 ? Math.max(-1, Math.min(1, v / scale)) : 0;
+    const x = (t + 1) * 2; // 0..4 across the stops
+    const i = Math.min(3, Math.floor(x));
+    const f = x - i;
+    const a = STOPS[i], b = STOPS[i + 1];
+    return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
+  }
+
+  function heatCanvas(values, offset, h, w, scale) {
+    const canvas = el("canvas", { width: w, height: h });
+    const img = canvas.getContext("2d").createImageData(w, h);
+    for (let k = 0; k < h * w; k++) {
+      const c = colour(values[offset + k], scale);
+      img.data.set([c[0], c[1], c[2], 255], 4 * k);
+    }
+    canvas.getContext("2d").putImageData(img, 0, 0);
+    return canvas;
+  }
+
+  function colourBar(scale) { // the bar, with -scale, 0 and +scale under its ends and middle
+    const canvas = el("canvas", { width: 110, height: 1 });
+    const g = canvas.getContext("2d");
+    for (let x = 0; x < 110; x++) {
+      const c = colour((x / 109) * 2 - 1, 1);
+      g.fillStyle = `rgb(${c[0]},${c[1]},${c[2]})`;
+      g.fillRect(x, 0, 1, 1);
+    }
+    const ticks = el("span", { className: "ticks" }, [
+      el("span", { textContent: fmt(-scale, 2) }), el("span", { textContent: "0" }), el("span", { textContent: fmt(scale, 2) }),
+    ]);
+    return el("span", { className: "colorbar", title: "colour scale, centred on zero" }, [canvas, ticks]);
+  }
+
+  function setStatus(text, isError) {
+    $("status").textContent = text;
+    $("status").classList.toggle("error", Boolean(isError));
+  }
+
+  async function api(path, body) {
+    const options = body === undefined ? {} : {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    };
+    const response = await fetch(path, options);
+    let data;
+    try { data = await response.json(); } catch (e) { data = { error: `HTTP ${response.status}` }; }
+    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    return data;
+  }
+
+  // -- the pad -----------------------------------------------------------------------------------------------
+  function redraw() {
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, pad.width, pad.height);
+    if (state.upload) {
+      const im = state.upload.img;
+      const s = Math.min(pad.width / im.width, pad.height / im.height);
+      ctx.drawImage(im, (pad.width - im.width * s) / 2, (pad.height - im.height * s) / 2, im.width * s, im.height * s);
+    }
+    ctx.strokeStyle = ctx.fillStyle = "#000";
+    ctx.lineWidth = PEN_WIDTH;
+    ctx.lineCap = ctx.lineJoin = "round";
+    for (const stroke of state.strokes) {
+      ctx.beginPath();
+      ctx.arc(stroke[0][0], stroke[0][1], PEN_WIDTH / 2, 0, 2 * Math.PI);
+      ctx.fill();
+      ctx.beginPath();
+      ctx.moveTo(stroke[0][0], stroke[0][1]);
+      for (const [x, y] of stroke) ctx.lineTo(x, y);
+      ctx.stroke();
+    }
+  }
+
+  function padPoint(event) {
+    const rect = pad.getBoundingClientRect();
+    return [(event.clientX - rect.left) * pad.width / rect.width, (event.clientY - rect.top) * pad.height / rect.height];
+  }
+
+  pad.addEventListener("pointerdown", (event) => {
+    if (event.pointerType === "mouse" && event.button !== 0) return;
+    event.preventDefault();
+    pad.setPointerCapture(event.pointerId);
+    state.current = [padPoint(event)];
+    state.strokes.push(state.current);
+    redraw();
+  });
+  pad.addEventListener("pointermove", (event) => {
+    if (!state.current) return;
+    const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+    for (const e of events.length ? events : [event]) state.current.push(padPoint(e));
+    redraw();
+  });
+  function endStroke() {
+    if (!state.current) return;
+    state.current = null;
+    predict();
+  }
+  pad.addEventListener("pointerup", endStroke);
+  pad.addEventListener("pointercancel", endStroke);
+
+  function currentImage() {
+    if (state.upload && state.strokes.length === 0) return state.upload.url;
+    return pad.toDataURL("image/png");
+  }
+
+  function resetAnswer(message) {
+    state.seq++;
+    state.result = state.image = null;
+    const p = $("prediction");
+    p.textContent = message || "Draw a digit on the pad.";
+    delete p.dataset.label;
+    $("probabilities").replaceChildren();
+    $("input-view").getContext("2d").clearRect(0, 0, 28, 28);
+    $("layers").replaceChildren();
+    $("step").replaceChildren(el("p", { className: "note", textContent: "Draw a digit, then pick an output position." }));
+    setStatus("");
+  }
+
+  $("clear").addEventListener("click", () => {
+    state.strokes = [];
+    state.upload = null;
+    $("upload").value = "";
+    redraw();
+    resetAnswer();
+  });
+  $("undo").addEventListener("click", () => {
+    if (state.strokes.length) state.strokes.pop();
+    else state.upload = null;
+    redraw();
+    if (state.strokes.length || state.upload) predict(); else resetAnswer();
+  });
+  $("upload").addEventListener("change", () => {
+    const file = $("upload").files[0];
+    if (!file) return;
+    if (file.size > 6 * 1024 * 1024) { setStatus(`${file.name} is larger than 6 MB.`, true); return; }
+    const reader = new FileReader();
+    reader.onload = () => {
+      const img = new Image();
+      img.onload = () => {
+        state.strokes = [];
+        state.upload = { url: reader.result, img };
+        redraw();
+        predict();
+      };
+      img.onerror = () => setStatus(`${file.name} is not a picture this browser can show.`, true);
+      img.src = reader.result;
+    };
+    reader.readAsDataURL(file);
+  });
+
+  // -- predictions ---------------------------------------------------------------------------------------------
+  async function predict() {
+    if (!state.strokes.length && !state.upload) { resetAnswer(); return; }
+    const image = currentImage();
+    const seq = ++state.seq;
+    setStatus("Thinking…");
+    document.body.dataset.busy = "1";
+    try {
+      const data = await api("/api/predict", { image, model: state.model });
+      if (seq !== state.seq) return; // a newer stroke or model has taken over
+      state.image = image;
+      state.result = data;
+      showPrediction(data);
+      showInput(data.input);
+      showLayers(data.layers);
+      setStatus("");
+      if (state.step) showStep(state.step, false);
+    } catch (err) {
+      if (seq !== state.seq) return;
+      resetAnswer("No answer: " + err.message);
+      setStatus(err.message, true);
+    } finally {
+      if (seq === state.seq) delete document.body.dataset.busy;
+    }
+  }
+
+  function showPrediction(data) {
+    const p = data.probabilities;
+    const p0 = $("prediction");
+    p0.replaceChildren(el("span", { className: "label", textContent: data.label }),
+      el("span", { className: "confidence", textContent: ` (${(100 * p[data.index]).toFixed(1)}% sure)` }));
+    p0.dataset.label = data.label;
+    const items = data.class_names.map((name, k) => {
+      const fill = el("span", { className: "fill" });
+      fill.style.width = `${(100 * p[k]).toFixed(2)}%`;
+      const li = el("li", { className: k === data.index ? "best" : "" }, [
+        el("span", { className: "name", textContent: name }),
+        el("span", { className: "bar" }, [fill]),
+        el("span", { className: "value", textContent: `${(100 * p[k]).toFixed(1)}%` }),
+      ]);
+      li.dataset.label = name;
+      li.dataset.probability = String(p[k]);
+      li.setAttribute("aria-label", `${name}: ${(100 * p[k]).toFixed(1)} percent`);
+      return li;
+    });
+    $("probabilities").replaceChildren(...items);
+  }
+
+  function showInput(input) {
+    const [c, h, w] = input.shape;
+    const view = $("input-view");
+    view.width = w; view.height = h;
+    const g = view.getContext("2d");
+    const img = g.createImageData(w, h);
+    for (let k = 0; k < h * w; k++) {
+      const rgb = c === 3 ? [input.pixels[k], input.pixels[h * w + k], input.pixels[2 * h * w + k]] : [input.pixels[k], input.pixels[k], input.pixels[k]];
+      img.data.set([rgb[0], rgb[1], rgb[2], 255], 4 * k);
+    }
+    g.putImageData(img, 0, 0);
+  }
+
+  function layerTitle(layer) {
+    const c = layer.config;
+    const k = (v) => (Array.isArray(v) ? v.join("×") : `${v}×${v}`);
+    if (layer.name === "Conv2D") return `Conv2D ${c.in_channels}→${c.out_channels}, ${k(c.kernel_size)}` + (c.padding && c.padding !== 0 ? `, padding ${c.padding}` : "");
+    if (layer.name === "Dense") return `Dense ${c.in_features}→${c.out_features}`;
+    if (layer.name === "MaxPool2D" || layer.name === "AvgPool2D") return `${layer.name} ${k(c.kernel_size)}`;
+    return layer.name;
+  }
+
+  function showLayers(layers) {
+    const described = state.description.layers;
+    const blocks = layers.map((act) => {
+      const info = described[act.index];
+      const values = decode(act);
+      const head = el("div", { className: "layer-head" }, [
+        el("h3", { textContent: `${act.index + 1}. ${layerTitle(info)}` }),
+        el("span", { className: "shape", textContent: "output " + act.shape.join("×") }),
+        colourBar(act.scale),
+      ]);
+      if (act.shown < act.total) head.append(el("span", { className: "cut", textContent: `${act.shown} of ${act.total} shown` }));
+      const body = act.kind === "maps" ? mapsOf(act, values, info) : vectorOf(act, values, info);
+      const block = el("div", { className: "layer" }, [head, body]);
+      block.dataset.index = act.index;
+      return block;
+    });
+    $("layers").replaceChildren(...blocks);
+  }
+
+  function mapsOf(act, values, info) {
+    const [, h, w] = act.shape;
+    const figures = [];
+    for (let ch = 0; ch < act.shown; ch++) {
+      const canvas = heatCanvas(values, ch * h * w, h, w, act.scale);
+      canvas.setAttribute("aria-label", `channel ${ch} of layer ${act.index + 1}`);
+      canvas.dataset.channel = ch;
+      if (info.name === "Conv2D") {
+        canvas.classList.add("pickable");
+        canvas.title = "click a pixel to see how it was computed";
+        canvas.addEventListener("click", (event) => {
+          const rect = canvas.getBoundingClientRect();
+          const row = Math.min(h - 1, Math.floor((event.clientY - rect.top) * h / rect.height));
+          const col = Math.min(w - 1, Math.floor((event.clientX - rect.left) * w / rect.width));
+          showStep({ layer: act.index, channel: ch, row, col }, true);
+        });
+      }
+      figures.push(el("figure", {}, [canvas, el("figcaption", { textContent: `ch ${ch}` })]));
+    }
+    return el("div", { className: "maps" }, figures);
+  }
+
+  function vectorOf(act, values, info) {
+    const n = act.shown;
+    const cols = n <= 32 ? n : Math.ceil(Math.sqrt(n));
+    const rows = Math.ceil(n / cols);
+    const padded = new Float32Array(rows * cols);
+    padded.set(values);
+    const canvas = heatCanvas(padded, 0, rows, cols, act.scale);
+    canvas.classList.add("vector");
+    const cell = n <= 32 ? 22 : Math.max(3, Math.floor(220 / cols));
+    canvas.style.width = `${cols * cell}px`;
+    canvas.setAttribute("aria-label", `${act.total} values of layer ${act.index + 1}`);
+    const parts = [canvas];
+    if (n <= 32) {
+      const names = act.index === state.description.layers.length - 1 && state.result ? state.result.class_names : null;
+      parts.push(el("div", { className: "sums", textContent: Array.from(values, (v, k) => `${names ? names[k] : k}: ${fmt(v, 2)}`).join("  ") }));
+    }
+    return el("div", { className: "maps" }, [el("div", {}, parts)]);
+  }
+
+  function showFilters(filters) {
+    if (!filters) { $("filters").replaceChildren(el("p", { className: "note", textContent: "This model has no convolution." })); return; }
+    const [f, c, kh, kw] = filters.shape;
+    const values = decode(filters);
+    const scale = values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const figures = [];
+    for (let k = 0; k < f; k++) {
+      const canvas = heatCanvas(values, k * c * kh * kw, kh, kw, scale); // input channel 0 of each filter
+      canvas.setAttribute("aria-label", `filter ${k}`);
+      figures.push(el("figure", {}, [canvas, el("figcaption", { textContent: `filter ${k}` })]));
+    }
+    const note = [];
+    if (filters.total > f) note.push(el("p", { className: "note", textContent: `${f} of ${filters.total} shown` }));
+    if (c > 1) note.push(el("p", { className: "note", textContent: `input channel 0 of ${c} shown` }));
+    $("filters").replaceChildren(el("div", { className: "scale-row" }, [colourBar(scale)]), ...figures, ...note);
+  }
+
+  // -- one convolution, step by step ---------------------------------------------------------------------
+  function grid(matrix, caption, scale) {
+    const rows = matrix.map((row) => el("tr", {}, row.map((v) => {
+      const td = el("td", { textContent: fmt(v, 3) });
+      const c = colour(v, scale);
+      td.style.background = `rgb(${c[0]},${c[1]},${c[2]})`;
+      if (Math.abs(v) > 0.6 * scale) td.style.color = "#fff";
+      return td;
+    })));
+    return el("table", { className: "grid" }, [el("caption", { textContent: caption }), ...rows]);
+  }
+
+  // A map drawn pixel by pixel at `zoom`, with a rectangle [top, left, height, width] outlined on it.
+  function markedCanvas(colourAt, h, w, box, zoom) {
+    const canvas = el("canvas", { width: w * zoom, height: h * zoom });
+    const g = canvas.getContext("2d");
+    for (let r = 0; r < h; r++) {
+      for (let c = 0; c < w; c++) {
+        const rgb = colourAt(r * w + c);
+        g.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
+        g.fillRect(c * zoom, r * zoom, zoom, zoom);
+      }
+    }
+    g.strokeStyle = "#f0a500";
+    g.lineWidth = 2;
+    g.strokeRect(box[1] * zoom - 1, box[0] * zoom - 1, box[3] * zoom + 2, box[2] * zoom + 2);
+    return canvas;
+  }
+
+  function whereFigures(s) { // the window on the layer's input (channel 0) and the pixel on its output map
+    const figures = [];
+    const zoom = (h) => Math.max(2, Math.floor(168 / h));
+    const box = [s.window_origin[0], s.window_origin[1], s.kernel_size[0], s.kernel_size[1]];
+    if (s.layer === 0) {
+      const [, h, w] = state.result.input.shape;
+      const px = state.result.input.pixels;
+      figures.push(el("figure", {}, [markedCanvas((k) => [px[k], px[k], px[k]], h, w, box, zoom(h)),
+        el("figcaption", { textContent: "the input, with the window" })]));
+    } else {
+      const prev = state.result.layers[s.layer - 1];
+      if (prev.kind === "maps") {
+        const [, h, w] = prev.shape;
+        const v = decode(prev);
+        figures.push(el("figure", {}, [markedCanvas((k) => colour(v[k], prev.scale), h, w, box, zoom(h)),
+          el("figcaption", { textContent: `layer ${s.layer} output, channel 0, with the window` })]));
+      }
+    }
+    const out = state.result.layers[s.layer];
+    if (s.channel < out.shown) {
+      const [, h, w] = out.shape;
+      const v = decode(out);
+      const off = s.channel * h * w;
+      figures.push(el("figure", {}, [markedCanvas((k) => colour(v[off + k], out.scale), h, w, [s.row, s.col, 1, 1], zoom(h)),
+        el("figcaption", { textContent: `output channel ${s.channel}, the pixel computed` })]));
+    }
+    return el("div", { className: "step-where" }, figures);
+  }
+
+  function absMax(nested) {
+    return nested.flat(3).reduce((m, v) => Math.max(m, Math.abs(v)), 0) || 1;
+  }
+
+  function fillStepForm() {
+    const select = $("step-layer");
+    const convs = state.description.conv_layers;
+    select.replaceChildren(...convs.map((i) => el("option", { value: i, textContent: `${i + 1}. ${layerTitle(state.description.layers[i])}` })));
+    $("step-form").hidden = convs.length === 0;
+  }
+
+  async function showStep(where, scroll) {
+    if (!state.image) { setStatus("Draw a digit first.", true); return; }
+    const shape = state.description.layers[where.layer].output_shape;
+    if (where.channel >= shape[0] || where.row >= shape[1] || where.col >= shape[2]) {
+      where = { layer: where.layer, channel: Math.min(where.channel, shape[0] - 1), row: Math.min(where.row, shape[1] - 1), col: Math.min(where.col, shape[2] - 1) };
+    }
+    state.step = where;
+    $("step-layer").value = where.layer;
+    $("step-channel").value = where.channel; $("step-channel").max = shape[0] - 1;
+    $("step-row").value = where.row; $("step-row").max = shape[1] - 1;
+    $("step-col").value = where.col; $("step-col").max = shape[2] - 1;
+    const seq = state.seq;
+    try {
+      const step = await api("/api/conv-step", { image: state.image, model: state.model, ...where });
+      if (seq !== state.seq) return;
+      renderStep(step);
+      if (scroll) $("step-panel").scrollIntoView({ behavior: "smooth", block: "start" });
+    } catch (err) {
+      setStatus(err.message, true);
+    }
+  }
+
+  function outside(s) { // whether the window reaches into the zero padding
+    const [, h, w] = s.input_shape, [top, left] = s.window_origin, [kh, kw] = s.kernel_size;
+    return top < 0 || left < 0 || top + kh > h || left + kw > w;
+  }
+
+  function renderStep(s) {
+    const C = s.window.length;
+    const wScale = absMax(s.window), kScale = absMax(s.kernel), pScale = absMax(s.products);
+    const shown = Math.min(C, 3);
+    const triplets = [];
+    for (let k = 0; k < shown; k++) {
+      triplets.push(el("div", { className: "step-triplet" }, [
+        grid(s.window[k], C > 1 ? `input window, channel ${k}` : "input window", wScale),
+        el("span", { className: "op", textContent: "×" }),
+        grid(s.kernel[k], C > 1 ? `kernel, channel ${k}` : "kernel", kScale),
+        el("span", { className: "op", textContent: "=" }),
+        grid(s.products[k], `products (sum ${fmt(s.channel_sums[k])})`, pScale),
+      ]));
+    }
+    const parts = [
+      el("p", { textContent: `Layer ${s.layer + 1}, output channel ${s.channel}, row ${s.row}, column ${s.col}: the ${s.kernel_size.join("×")} window whose top-left corner is at input row ${s.window_origin[0]}, column ${s.window_origin[1]}` + (outside(s) ? "; it reaches past the edge, where the zero padding is" : "") + "." }),
+      whereFigures(s),
+      el("div", { className: "step-channels" }, triplets),
+    ];
+    if (C > shown) {
+      parts.push(el("p", { className: "sums", textContent: `…and ${C - shown} more input channels. Sum of each channel's products: ` + s.channel_sums.map((v, k) => `${k}: ${fmt(v, 3)}`).join(", ") }));
+    }
+    const diff = Math.abs(s.output - s.layer_value);
+    const ok = diff <= 1e-4 * Math.max(1, Math.abs(s.layer_value));
+    const eq = el("div", { className: "equation" }, [
+      el("div", {}, ["sum of all products = ", el("span", { id: "step-sum", textContent: fmt(s.sum, 6) })]),
+      el("div", {}, ["+ bias = ", el("span", { id: "step-bias", textContent: fmt(s.bias, 6) }),
+        s.has_bias ? "" : " (this convolution has no bias: the batch norm after it would cancel one)"]),
+      el("div", {}, ["= output ", el("strong", { id: "step-output", textContent: fmt(s.output, 6) })]),
+      el("div", {}, ["the layer itself computed ", el("span", { id: "step-layer-value", textContent: fmt(s.layer_value, 6) }), " ",
+        el("span", { className: ok ? "match" : "mismatch", textContent: ok ? `✓ equal (difference ${diff.toExponential(1)})` : `✗ differs by ${diff.toExponential(2)}` })]),
+    ]);
+    eq.querySelector("#step-sum").dataset.value = String(s.sum);
+    eq.querySelector("#step-bias").dataset.value = String(s.bias);
+    eq.querySelector("#step-output").dataset.value = String(s.output);
+    eq.querySelector("#step-layer-value").dataset.value = String(s.layer_value);
+    let previous = s.layer_value;
+    for (const next of s.then) {
+      const text = next.name === "ReLU" ? `then ReLU: max(0, ${fmt(previous, 4)}) = ${fmt(next.value, 6)}` : `then ${next.name}: ${fmt(next.value, 6)}`;
+      eq.append(el("div", { className: "then", textContent: text }));
+      previous = next.value;
+    }
+    parts.push(eq);
+    $("step").replaceChildren(...parts);
+  }
+
+  $("step-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const where = { layer: Number($("step-layer").value), channel: Number($("step-channel").value), row: Number($("step-row").value), col: Number($("step-col").value) };
+    showStep(where, false);
+  });
+
+  // -- models ------------------------------------------------------------------------------------------------
+  async function chooseModel(name) {
+    state.model = name;
+    state.step = null;
+    const description = await api(`/api/model?name=${encodeURIComponent(name)}`);
+    if (state.model !== name) return;
+    state.description = description;
+    const acc = description.accuracy ? `, ${(100 * description.accuracy).toFixed(2)}% on MNIST's test set` : "";
+    $("model-info").textContent = `${description.parameters.toLocaleString("en")} parameters${acc}`;
+    showFilters(description.filters);
+    fillStepForm();
+    if (state.strokes.length || state.upload) await predict(); else resetAnswer();
+  }
+
+  $("model").addEventListener("change", () => chooseModel($("model").value).catch((err) => setStatus(err.message, true)));
+
+  async function start() {
+    redraw();
+    const listing = await api("/api/models");
+    state.models = listing.models;
+    $("model").replaceChildren(...listing.models.map((m) => el("option", { value: m.name, textContent: m.title })));
+    $("model").value = listing.default;
+    await chooseModel(listing.default);
+    document.body.dataset.ready = "1";
+  }
+  start().catch((err) => setStatus("Cannot reach the server: " + err.message, true));
+})();
