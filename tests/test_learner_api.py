@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from numpycnn import ModelFileError, Sequential, load_model, models
+from numpycnn.gradcheck import THRESHOLD, gradcheck
 from numpycnn.layers import LAYER_REGISTRY, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU
 
 BuiltinReLU = ReLU
@@ -231,3 +232,25 @@ def test_loading_an_unknown_custom_layer_says_which_module_to_import(tmp_path):
     finally:
         LAYER_REGISTRY["Scale"] = saved
     np.testing.assert_array_equal(load_model(path).layers[0].params["a"], [2.0])
+
+
+# -- gradcheck --------------------------------------------------------------------------------------------------
+
+
+def test_gradcheck_projection_cannot_coincide_with_an_input_drawn_from_the_same_seed():
+    x = np.random.default_rng(0).standard_normal((4, 3, 2, 2))  # the trap: the old projection was this array
+    result = gradcheck(BatchNorm2D(3), x)
+    assert result.passed and result < 1e-6, result
+
+
+def test_gradcheck_result_says_pass_or_fail_and_stays_a_float():
+    class Wrong(Scale):
+        def backward(self, grad: np.ndarray) -> np.ndarray:
+            super().backward(grad)
+            return grad  # forgets the factor a
+
+    good = gradcheck(Scale(), np.random.default_rng(1).normal(size=(2, 3)))
+    bad = gradcheck(Wrong(), np.random.default_rng(1).normal(size=(2, 3)))
+    assert isinstance(good, float) and good.passed and good.threshold == THRESHOLD == 1e-6
+    assert not bad.passed and bad.errors["input"] > 0.1 and bad.errors["a"] < 1e-8
+    assert "FAILED" in repr(bad) and "(input)" in repr(bad) and "passed" in repr(good)

@@ -138,7 +138,7 @@ class Layer:
 
     Examples
     --------
-    >>> class Scale(Layer):
+    >>> class LearnedScale(Layer):
     ...     # y = a * x with one learnable scalar a
     ...     def __init__(self) -> None:
     ...         super().__init__()
@@ -150,7 +150,7 @@ class Layer:
     ...         x = self._take_cache()
     ...         self.grads["a"][...] = np.sum(grad * x)
     ...         return grad * self.params["a"]
-    >>> Scale()(np.ones((2, 3), np.float32)).shape
+    >>> LearnedScale()(np.ones((2, 3), np.float32)).shape
     (2, 3)
     """
 
