@@ -256,7 +256,8 @@ BROKEN = [
     ("architecture_not_object", _edit_meta("architecture", "[]"), r"architecture must be an object"),
     ("no_layers", _edit_arch(lambda a: a.__setitem__("layers", [])), r"layers must be a list of 1 to 1000"),
     ("unknown_layer", _edit_arch(lambda a: a["layers"][3].__setitem__("type", "Lambda")),
-     r"architecture layer 3 has unknown layer type 'Lambda'; known types are \["),
+     r"architecture layer 3 has an unknown layer type 'Lambda'. If it is a custom layer, import the module "
+     r"that defines it .* known types are \["),
     ("private_layer", _edit_arch(lambda a: a["layers"][3].__setitem__("type", "_BatchNorm")),
      r"unknown layer type '_BatchNorm'"),
     ("class_key", _edit_arch(lambda a: a["layers"][3]["config"].__setitem__("__class__", "os.system")),
@@ -265,7 +266,7 @@ BROKEN = [
         "in_features", "__import__('os').system('echo pwned')")),
      r"architecture layer 1 \(Dense\) has invalid arguments: Dense: `in_features` must be an integer"),
     ("unknown_argument", _edit_arch(lambda a: a["layers"][4]["config"].__setitem__("q", 0.5)),
-     r"architecture layer 4 \(Dropout\) has invalid arguments: .*'q'"),
+     r"architecture layer 4 \(Dropout\) has invalid arguments: Dropout: `q` must be one of its arguments"),
     ("bad_argument_value", _edit_arch(lambda a: a["layers"][4]["config"].__setitem__("p", 1.5)),
      r"architecture layer 4 \(Dropout\) has invalid arguments: Dropout: `p` must be"),
     ("nested_object_argument", _edit_arch(lambda a: a["layers"][4]["config"].__setitem__("p", {"a": 1})),

@@ -130,3 +130,60 @@ def test_plots_do_not_switch_the_backend_or_leave_figures(tmp_path):
 
     if "matplotlib.pyplot" in sys.modules:  # our figures never register with pyplot
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+def _captured_figures(monkeypatch) -> list:
+    """The figures the plots draw, captured before they are saved and cleared."""
+    figures = []
+    original = plots.save_figure
+
+    def capture(fig, path):
+        texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+        figures.append({"texts": texts, "axes": len(fig.axes),
+                        "clims": [ax.images[0].get_clim() for ax in fig.axes if ax.images],
+                        "ticks": [list(ax.get_xticks()) for ax in fig.axes]})
+        return original(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", capture)
+    return figures
+
+
+def test_filters_of_a_big_layer_are_an_out_by_in_grid_of_bounded_size_on_one_zero_centred_scale(
+        tmp_path, monkeypatch):
+    figures = _captured_figures(monkeypatch)
+    weight = np.random.default_rng(1).standard_normal((32, 20, 3, 3)).astype(np.float32)
+    image = _png(plots.plot_filters(weight, tmp_path / "filters.png"))
+    assert max(image.size) < 1600
+    texts = figures[0]["texts"]
+    assert any("32 out x 20 in, 256 of 640 kernels shown" in t for t in texts)
+    assert "out 15" in texts and "in 15" in texts and "out 16" not in texts
+    clims = figures[0]["clims"]
+    assert len(clims) == 256 and len(set(clims)) == 1  # one scale for every tile
+    low, high = clims[0]
+    assert low == -high == -np.abs(weight[:16, :16]).max()  # centred on zero
+    assert figures[0]["axes"] == 257  # the tiles and one colour bar
+
+
+def test_curves_have_integer_epoch_ticks(tmp_path, monkeypatch):
+    figures = _captured_figures(monkeypatch)
+    plots.plot_history({"loss": [1.0, 0.5], "accuracy": [0.5, 0.7]}, tmp_path / "c.png")
+    ticks = [t for ax in figures[0]["ticks"] for t in ax]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_any_layer_output_before_or_after_its_activation(tmp_path, monkeypatch):
+    from numpycnn import models
+
+    model = models.deep_cnn(seed=0)
+    image = np.random.default_rng(2).random((1, 28, 28), dtype=np.float32)
+    before_relu = plots.layer_output(model, image, 0)  # Conv2D
+    after = plots.layer_output(model, image, 2)  # Conv2D, BatchNorm2D, ReLU
+    assert before_relu.shape == after.shape == (32, 28, 28)
+    assert before_relu.min() < 0 and after.min() == 0
+    np.testing.assert_allclose(model.forward(image[None])[0], plots.layer_output(model, image, -1), rtol=1e-5)
+    figures = _captured_figures(monkeypatch)
+    _png(plots.plot_layer_outputs(model, image, [0, 2, -1], tmp_path / "layers.png"))
+    texts = figures[0]["texts"]
+    assert "layer 0 (Conv2D): 16 of 32 channels shown" in texts and "15" in texts
+    with pytest.raises(ValueError, match=r"layer_output: `index` must be a layer index in \[-"):
+        plots.layer_output(model, image, 99)

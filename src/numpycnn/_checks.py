@@ -85,8 +85,12 @@ def input_ndim(owner: str, x: np.ndarray, ndim: int, layout: str) -> None:
 def input_size(owner: str, x: np.ndarray, axis: int, expected: int, what: str) -> None:
     """Raise a ``ValueError`` unless ``x.shape[axis] == expected``."""
     if x.shape[axis] != expected:
+        hint = ""
+        if x.ndim == 4 and axis == 1 and x.shape[-1] == expected:
+            hint = (" The input looks channels-last (N, H, W, C); numpycnn takes (N, C, H, W): use "
+                    "x.transpose(0, 3, 1, 2).")
         raise ValueError(
-            f"{owner}: expected {expected} {what} (axis {axis}), got input of shape {tuple(x.shape)}."
+            f"{owner}: expected {expected} {what} (axis {axis}), got input of shape {tuple(x.shape)}.{hint}"
         )
 
 

@@ -21,6 +21,48 @@ import numpy as np
 
 from numpycnn.layers.base import Layer
 
+#: The pass mark: a correct layer checked in float64 with ``eps=1e-6`` scores about 1e-10 to 1e-8 (rounding in
+#: the differences); a wrong gradient term scores 1e-3 or more. Between the two, look closer (a kink of ReLU or a
+#: pooling tie in the input, or a layer that is not smooth).
+THRESHOLD = 1e-6
+
+#: Tag of the projection's random stream: ``SeedSequence(seed, spawn_key=(_STREAM,))`` never yields the stream
+#: of ``np.random.default_rng(seed)`` (whose spawn key is empty), so an input drawn by a user from any seed cannot
+#: coincide with the projection.
+_STREAM = 0x67726164  # "grad"
+
+
+class GradcheckResult(float):
+    """The largest relative error (a ``float``, as before) that also says whether the check passed.
+
+    Attributes
+    ----------
+    errors : dict of str to float
+        The error of the input gradient (``"input"``) and of each parameter's gradient.
+    threshold : float
+        The pass mark, :data:`THRESHOLD` unless given.
+    passed : bool
+        ``self <= threshold``.
+    """
+
+    errors: dict[str, float]
+    threshold: float
+
+    def __new__(cls, errors: dict[str, float], threshold: float = THRESHOLD) -> GradcheckResult:
+        result = super().__new__(cls, max(errors.values(), default=0.0))
+        result.errors, result.threshold = dict(errors), float(threshold)
+        return result
+
+    @property
+    def passed(self) -> bool:
+        return float(self) <= self.threshold
+
+    def __repr__(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        worst = max(self.errors, key=self.errors.__getitem__) if self.errors else "-"
+        return (f"GradcheckResult({verdict}: max relative error {float(self):.3g} ({worst}), "
+                f"threshold {self.threshold:g})")
+
 
 def _relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     """Normwise relative error ``max|a - n| / max(max|a|, max|n|)``, 0 when both are zero."""
@@ -38,8 +80,10 @@ def gradcheck(
     training: bool = True,
     seed: int = 0,
     return_all: bool = False,
+    threshold: float = THRESHOLD,
 ) -> Any:
-    """Compare a layer's analytic gradients with central finite differences; return the largest relative error.
+    """Compare a layer's analytic gradients with central finite differences; return the largest relative error
+    as a :class:`GradcheckResult`, a float that also says ``.passed`` (error <= ``threshold``, 1e-6).
 
     The layer is converted to float64 in place (``layer.astype(np.float64)``) and ``x`` is cast to float64. A layer
     with a random generator in ``layer.rng`` (dropout) gets the same generator state before every forward pass, so
@@ -56,20 +100,24 @@ def gradcheck(
     training : bool
         Passed to ``forward``.
     seed : int
-        Seed of the random projection ``R``.
+        Seed of the random projection ``R``, drawn from a stream of its own (``SeedSequence(seed,
+        spawn_key=...)``) that no ``np.random.default_rng(seed)`` input can coincide with.
     return_all : bool
         If true, return a dict ``{"input": err, "weight": err, ...}`` instead of the maximum.
+    threshold : float
+        The pass mark of the result, :data:`THRESHOLD` (1e-6) by default.
 
     Returns
     -------
-    float or dict
-        The largest normwise relative error over the input gradient and every parameter gradient.
+    GradcheckResult or dict
+        The largest normwise relative error over the input gradient and every parameter gradient (a float:
+        ``result < 1e-7`` works), with ``.passed``, ``.errors`` and ``.threshold``; ``print`` shows the verdict.
 
     Examples
     --------
     >>> import numpy as np
     >>> from numpycnn.layers import Dense
-    >>> gradcheck(Dense(3, 2, rng=np.random.default_rng(0)), np.random.default_rng(1).normal(size=(4, 3))) < 1e-7
+    >>> gradcheck(Dense(3, 2, rng=np.random.default_rng(0)), np.random.default_rng(1).normal(size=(4, 3))).passed
     True
     """
     layer.astype(np.float64)
@@ -82,7 +130,7 @@ def gradcheck(
         return layer.forward(inp, training=training)
 
     y = run(x)
-    projection = np.random.default_rng(seed).standard_normal(y.shape)
+    projection = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM,))).standard_normal(y.shape)
     grad_x = layer.backward(projection.copy())
     analytic = {"input": grad_x, **{k: g.copy() for k, g in layer.grads.items()}}
 
@@ -92,7 +140,7 @@ def gradcheck(
     targets = {"input": x, **layer.params}
     errors = {key: _relative_error(analytic[key], numeric_gradient(loss_at, array, eps))
               for key, array in targets.items()}
-    return errors if return_all else max(errors.values())
+    return errors if return_all else GradcheckResult(errors, threshold)
 
 
 def numeric_gradient(loss: Callable[[], float], array: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 
 from numpycnn._files import atomic_write
 from numpycnn.errors import ModelFileError
-from numpycnn.layers.base import LAYER_REGISTRY
+from numpycnn.layers.base import LAYER_REGISTRY, unknown_layer_message
 from numpycnn.model import Sequential
 
 FORMAT = "numpycnn"
@@ -125,9 +125,27 @@ def _model_metadata(model: Sequential, kind: str) -> dict[str, str]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
                 "architecture": json.dumps(model.get_config(), allow_nan=False),
                 "class_names": json.dumps(model.class_names),
-                "normalization": json.dumps(model.normalization, allow_nan=False)}
+                "normalization": json.dumps(model.normalization, allow_nan=False),
+                **_layer_modules(model)}
     except (TypeError, ValueError) as err:
         raise TypeError(f"save_model: the model's configuration must be JSON-serialisable: {err}") from err
+
+
+def _layer_modules(model: Sequential) -> dict[str, str]:
+    """``{"layer_modules": {type: module}}`` for custom layers, so loading can say what to import; else ``{}``."""
+    modules = {layer.name: type(layer).__module__ for layer in model.layers
+               if not type(layer).__module__.startswith("numpycnn.")}
+    return {"layer_modules": json.dumps(modules)} if modules else {}
+
+
+def _module_hint(metadata: dict[str, str], layer_type: Any) -> str | None:
+    """The module a file says defines ``layer_type``, if it is a plausible dotted name (never imported)."""
+    try:
+        module = json.loads(metadata.get("layer_modules", "{}")).get(layer_type)
+    except (ValueError, AttributeError, TypeError):
+        return None
+    ok = isinstance(module, str) and len(module) <= 100 and all(p.isidentifier() for p in module.split("."))
+    return module if ok else None
 
 
 def _check_finite(owner: str, tensors: Mapping[str, np.ndarray]) -> None:
@@ -359,18 +377,22 @@ def _implied_shapes(layer_type: str, c: dict[str, Any]) -> dict[str, tuple[int, 
     return None
 
 
-def _build_layer(path: Any, index: int, spec: Any, tensors: dict[str, np.ndarray]) -> Any:
+def _build_layer(path: Any, index: int, spec: Any, tensors: dict[str, np.ndarray],
+                 metadata: dict[str, str] | None = None) -> Any:
     where = f"architecture layer {index}"
     if not isinstance(spec, dict) or set(spec) != {"type", "config"} or not isinstance(spec["config"], dict):
         raise _error(path, f"{where} must be an object with keys type and config (an object). "
                            f"Got {spec!r:.200}.")
     layer_type, config = spec["type"], spec["config"]
     if not isinstance(layer_type, str) or layer_type not in LAYER_REGISTRY:
-        raise _error(path, f"{where} has unknown layer type {layer_type!r:.60}; known types are "
-                           f"{sorted(LAYER_REGISTRY)}.")
+        module = _module_hint(metadata or {}, layer_type)
+        raise _error(path, f"{where} has an " + unknown_layer_message(layer_type, module))
     prefix = f"{index}."
     own = {name[len(prefix):]: t.shape for name, t in tensors.items() if name.startswith(prefix)}
     _check_config_values(f"{where} ({layer_type})", path, config, sum(math.prod(s) for s in own.values()))
+    lazy = [key for key in ("in_features", "in_channels") if key in config and config[key] is None]
+    if lazy:
+        raise _error(path, f"{where} ({layer_type}) must record its resolved `{lazy[0]}`. Got null.")
     for key, shape in (_implied_shapes(layer_type, config) or {}).items():
         if own.get(key) != shape:
             layer = f"{layer_type}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
@@ -394,7 +416,7 @@ def _build_model(path: Any, metadata: dict[str, str], tensors: dict[str, np.ndar
                                     or not all(_is_int(d) and 1 <= d <= 1 << 24 for d in input_shape)):
         raise _error(path, f"architecture input_shape must be null or a list of positive integers. "
                            f"Got {input_shape!r:.200}.")
-    built = [_build_layer(path, i, spec, tensors) for i, spec in enumerate(layers)]
+    built = [_build_layer(path, i, spec, tensors, metadata) for i, spec in enumerate(layers)]
     try:
         model = Sequential(built, input_shape=input_shape)
     except (TypeError, ValueError) as err:

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn.layers.base import LAYER_REGISTRY, Layer
+from numpycnn import _checks
+from numpycnn.layers.base import LAYER_REGISTRY, Layer, unknown_layer_message
 from numpycnn.plan import ExecutionPlan
 
 #: Layers after which a weight layer is initialised for a rectifier (He/Kaiming); Glorot otherwise.
@@ -24,7 +25,14 @@ def iter_parameters(model: Sequential | Sequence[Layer]) -> Iterator[tuple[str, 
     layers = model.layers if isinstance(model, Sequential) else list(model)
     for i, layer in enumerate(layers):
         for key in layer.params:
-            yield f"{i}.{key}", layer.params[key], layer.grads[key]
+            grad = layer.grads.get(key)
+            if grad is None or np.shape(grad) != np.shape(layer.params[key]):
+                _checks.fail(f"{layer.name} (layer {i})", f"grads[{key!r}]",
+                             f"an array shaped like params[{key!r}] {np.shape(layer.params[key])}",
+                             None if grad is None else f"shape {np.shape(grad)}",
+                             hint=f"Create parameters with self.add_param({key!r}, array), which also "
+                                  "creates the gradient.", error=RuntimeError)
+            yield f"{i}.{key}", layer.params[key], grad
 
 
 class Sequential:
@@ -35,8 +43,8 @@ class Sequential:
 
     Parameters
     ----------
-    layers : iterable of Layer
-        The layers, in order.
+    *layers : Layer, or one iterable of Layer
+        The layers, in order: ``Sequential(a, b, c)`` or ``Sequential([a, b, c])``.
     input_shape : tuple of int, optional
         The per-sample input shape, e.g. ``(1, 28, 28)``; used by ``summary`` and stored in model files.
     fuse : bool
@@ -52,14 +60,21 @@ class Sequential:
     (2, 10)
     """
 
-    def __init__(self, layers: Iterable[Layer], input_shape: Sequence[int] | None = None, *,
+    def __init__(self, *layers: Layer | Iterable[Layer], input_shape: Sequence[int] | None = None,
                  fuse: bool = True) -> None:
-        self.layers: list[Layer] = list(layers)
+        if len(layers) == 1 and not isinstance(layers[0], Layer):
+            layers = tuple(layers[0])  # Sequential([a, b, c]): one iterable of layers
+        elif len(layers) == 2 and not isinstance(layers[1], Layer) and input_shape is None and (
+                layers[1] is None or isinstance(layers[1], (tuple, list))):
+            layers, input_shape = tuple(layers[0]), layers[1]  # Sequential([a, b], (1, 28, 28)), as before
+        self.layers: list[Layer] = list(layers)  # type: ignore[arg-type]
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
+                hint = (f" Did you mean {layer.__name__}()? Layers are instances."
+                        if isinstance(layer, type) and issubclass(layer, Layer) else "")
                 raise TypeError(
                     f"Sequential: every element of `layers` must be a Layer. Got {type(layer).__name__} at index {i}."
-                )
+                    + hint)
         self.input_shape: tuple[int, ...] | None = tuple(int(d) for d in input_shape) if input_shape else None
         #: Whether :meth:`plan` may run pairs of layers as one fused operation (:data:`numpycnn.plan.FUSIONS`).
         self.fuse = bool(fuse)
@@ -71,15 +86,25 @@ class Sequential:
         #: images scaled to [0, 1], saved in model files so ``predict`` on raw images preprocesses alike.
         self.normalization: dict[str, list[float]] | None = None
         if self.input_shape is not None:
-            self.output_shapes(self.input_shape)  # fail early on an inconsistent architecture
+            self.output_shapes(self.input_shape, build=True)  # infer lazy sizes; fail early if inconsistent
 
     # -- running ------------------------------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, training: bool = True, *, keep_cache: bool = True) -> np.ndarray:
-        """Run the layers (as :meth:`plan` says). ``keep_cache=False`` drops each layer's cache once it has run,
-        for inference nobody backpropagates through: memory then holds one layer's input and output at a time."""
-        return self.plan().forward(x, training, keep_cache)
+    def forward(self, x: np.ndarray, training: bool = False, *, keep_cache: bool = True) -> np.ndarray:
+        """Run the layers (as :meth:`plan` says), in inference mode unless ``training=True``.
 
-    __call__ = forward
+        Inference mode is the default: batch norm uses (and never moves) its running statistics and dropout
+        is the identity, so two calls on the same input give the same output. Pass ``training=True`` for a
+        training step by hand (``fit`` does); ``backward`` works after either mode. ``keep_cache=False`` drops
+        each layer's cache once it has run, for inference nobody backpropagates through: memory then holds one
+        layer's input and output at a time.
+        """
+        if not isinstance(training, (bool, np.bool_)):
+            _checks.fail("Sequential.forward", "training", "True or False", training, error=TypeError)
+        return self.plan().forward(x, bool(training), keep_cache)
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``model(x)``: :meth:`forward` in inference mode; training mode only with ``training=True``."""
+        return self.forward(x, training=training)
 
     def plan(self) -> ExecutionPlan:
         """The steps ``forward`` and ``backward`` run: each layer on its own, or two as one fused operation.
@@ -164,7 +189,9 @@ class Sequential:
         """
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         for i, layer in enumerate(self.layers):
-            if layer.params:
+            if getattr(layer, "built", True) is False:  # lazy: drawn from its own child when built
+                layer.reset_parameters(rng.spawn(1)[0], self._nonlinearity_after(i))
+            elif layer.params:
                 layer.reset_parameters(rng, self._nonlinearity_after(i))
             if hasattr(layer, "rng"):
                 layer.rng = rng.spawn(1)[0]
@@ -209,6 +236,12 @@ class Sequential:
 
     # -- description --------------------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
+        """The architecture as JSON values; every lazy layer must know its input size by now."""
+        for i, layer in enumerate(self.layers):
+            if getattr(layer, "built", True) is False:
+                raise RuntimeError(
+                    f"Sequential: layer {i} ({layer!r}) does not know its input size yet. Give the model an "
+                    "input_shape, e.g. Sequential(..., input_shape=(1, 28, 28)), or run it once on a batch.")
         return {
             "input_shape": list(self.input_shape) if self.input_shape else None,
             "layers": [{"type": layer.name, "config": layer.get_config()} for layer in self.layers],
@@ -221,15 +254,19 @@ class Sequential:
         for spec in config["layers"]:
             layer_type = LAYER_REGISTRY.get(spec["type"])
             if layer_type is None:
-                raise ValueError(f"Sequential.from_config: unknown layer type {spec['type']!r}.")
+                raise ValueError("Sequential.from_config: " + unknown_layer_message(spec["type"]))
             layers.append(layer_type(**spec["config"]))
         return cls(layers, input_shape=config.get("input_shape"))
 
-    def output_shapes(self, input_shape: Sequence[int]) -> list[tuple[int, ...]]:
-        """Per-sample output shape of every layer for a per-sample ``input_shape``."""
+    def output_shapes(self, input_shape: Sequence[int], *, build: bool = False) -> list[tuple[int, ...]]:
+        """Per-sample output shape of every layer for a per-sample ``input_shape``; with ``build=True`` lazy
+        layers (``Dense(out_features=10)``, ``Conv2D(out_channels=8, kernel_size=3)``) take their input size
+        from it."""
         shapes, shape = [], tuple(int(d) for d in input_shape)
         for i, layer in enumerate(self.layers):
             try:
+                if build and getattr(layer, "built", True) is False and shape:
+                    layer.build(shape[0])
                 shape = tuple(layer.output_shape(shape))
             except ValueError as err:
                 message = f"Sequential: layer {i} ({layer.name}) cannot take input of shape {shape}: {err}"

@@ -79,6 +79,8 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
         raise ValueError(
             f"plot_history: `history` must hold a non-empty 'loss' list. Got keys {sorted(history)}."
         )
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(10, 4)
     for ax, key, title in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("Loss", "Accuracy"), strict=True):
         for prefix, label, style in (("", "train", "o-"), ("val_", "validation", "s--")):
@@ -86,6 +88,7 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
             if values:
                 ax.plot(range(1, len(values) + 1), values, style, label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2, ... never 1.2
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -133,30 +136,45 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     return save_figure(fig, path)
 
 
-def plot_filters(weight: np.ndarray, path: str | os.PathLike[str],
-                 title: str = "First-layer filters") -> Path:
-    """A grid of convolution filters, each scaled to its own range for display.
+def plot_filters(weight: np.ndarray, path: str | os.PathLike[str], title: str = "First-layer filters",
+                 max_rows: int = 16, max_cols: int = 16) -> Path:
+    """Convolution filters as a grid, one row per output channel and one column per input channel.
+
+    All tiles share one diverging colour scale centred on zero (blue negative, white zero, red positive) with a
+    colour bar, so weights compare across tiles. A large layer shows its first ``max_rows`` x ``max_cols``
+    kernels and says "N of M shown" in the title; the picture stays a bounded size.
 
     Parameters
     ----------
     weight : ndarray, shape (out_channels, in_channels, kh, kw)
-        With three input channels each filter is drawn in colour, otherwise each input channel in grey.
+    max_rows, max_cols : int
+        The most output and input channels drawn.
     """
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim != 4:
         raise ValueError(f"plot_filters: `weight` must have shape (out, in, kh, kw). Got {weight.shape}.")
-    colour = weight.shape[1] == 3
-    tiles = list(weight) if colour else [w for filt in weight for w in filt[:, None]]  # each (C, kh, kw)
-    rows, cols = _grid(len(tiles), 8)
-    fig = _figure(1.2 * cols, 1.2 * rows + 0.4)
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax in axes:
-        ax.axis("off")
-    for i, (ax, tile) in enumerate(zip(axes, tiles, strict=False)):
-        low, high = tile.min(), tile.max()
-        _show_image(ax, (tile - low) / (high - low) if high > low else np.zeros_like(tile), vmin=0, vmax=1)
-        ax.set_title(str(i), fontsize=7)
-    fig.suptitle(title)
+    out_ch, in_ch = weight.shape[:2]
+    rows, cols = min(out_ch, max_rows), min(in_ch, max_cols)
+    shown = weight[:rows, :cols]
+    limit = float(np.max(np.abs(shown))) or 1.0
+    tile = min(0.9, 9.0 / max(rows, cols, 1))
+    fig = _figure(tile * cols + 1.4, tile * rows + 0.9)
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
+    image = None
+    for o in range(rows):
+        for i in range(cols):
+            ax = axes[o, i]
+            image = ax.imshow(shown[o, i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(f"out {o}", fontsize=7)
+            if o == rows - 1:
+                ax.set_xlabel(f"in {i}", fontsize=7)
+    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.04, pad=0.02)
+    count = f"{rows * cols} of {out_ch * in_ch} kernels shown" if rows * cols < out_ch * in_ch else \
+        f"{out_ch * in_ch} kernels"
+    fig.suptitle(f"{title} ({out_ch} out x {in_ch} in, {count})", fontsize=9)
     return save_figure(fig, path)
 
 
@@ -181,9 +199,15 @@ def plot_feature_maps(image: np.ndarray, maps: Sequence[tuple[str, np.ndarray]],
     _show_image(axes[0, 0], image)
     axes[0, 0].set_title("input", fontsize=8)
     for r, (name, block) in enumerate(maps, start=1):
-        for c in range(min(cols, block.shape[0])):
-            axes[r, c].imshow(block[c], cmap="viridis")
-        axes[r, 0].set_title(name, fontsize=8, loc="left")
+        shown = min(cols, block.shape[0])
+        low, high = float(block[:shown].min()), float(block[:shown].max())
+        image = None
+        for c in range(shown):
+            image = axes[r, c].imshow(block[c], cmap="viridis", vmin=low, vmax=high)
+            axes[r, c].text(0.02, 0.98, str(c), transform=axes[r, c].transAxes, fontsize=6, va="top",
+                            color="white")
+        fig.colorbar(image, ax=axes[r, :].tolist(), fraction=0.02, pad=0.01)
+        axes[r, 0].set_title(f"{name}: {shown} of {block.shape[0]} channels shown", fontsize=8, loc="left")
     return save_figure(fig, path)
 
 
@@ -224,6 +248,40 @@ def feature_maps(model: Any, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     if first is not None:
         maps.append((f"block {len(maps) + 1} (layers {first}-{last})", x[0]))
     return maps
+
+
+def layer_output(model: Any, image: np.ndarray, index: int) -> np.ndarray:
+    """The output of layer ``index`` of a ``Sequential`` for one image, in inference mode, shape (channels, h, w).
+
+    Each layer runs on its own (no fused steps), so the output of any layer is there to see: a convolution's
+    output before its ReLU (``index`` of the Conv2D) or after it (``index`` of the ReLU).
+
+    Parameters
+    ----------
+    model : Sequential
+    image : ndarray, shape (C, H, W)
+        Already normalised as the model expects.
+    index : int
+        The layer, as ``model.summary()`` numbers it (negative counts from the end).
+    """
+    layers = model.layers
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(layers) <= index < len(layers):
+        raise ValueError(f"layer_output: `index` must be a layer index in [{-len(layers)}, {len(layers) - 1}]. "
+                         f"Got {index!r}. model.summary() numbers the layers.")
+    x = np.asarray(image)[None]  # (1, C, H, W)
+    for layer in layers[:index % len(layers) + 1]:
+        x = layer.forward(x, training=False)
+        layer.cache = None
+    return x[0]
+
+
+def plot_layer_outputs(model: Any, image: np.ndarray, indices: Sequence[int], path: str | os.PathLike[str],
+                       max_channels: int = 16) -> Path:
+    """The input image, then one row per layer in ``indices``: its output channels, numbered, with a colour bar
+    and "N of M channels shown" (see :func:`layer_output`)."""
+    maps = [(f"layer {i} ({model.layers[i].name})", layer_output(model, image, i)) for i in indices]
+    maps = [(name, m if m.ndim == 3 else m.reshape(-1, 1, 1)) for name, m in maps]  # (features,) -> (F, 1, 1)
+    return plot_feature_maps(image, maps, path, max_channels=max_channels)
 
 
 def plot_misclassified(images: np.ndarray, true: Sequence[int], predicted: Sequence[int],

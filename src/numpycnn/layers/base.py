@@ -18,25 +18,154 @@ A layer holds its parameters and the cache of its last forward pass; the math li
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 from typing import Any
 
 import numpy as np
+
+
+def _fail_name(owner: str, name: Any) -> None:
+    raise ValueError(f"{owner}: `name` must be a Python identifier such as 'weight'. Got {name!r}.")
 
 #: Every concrete layer class by name, filled in automatically; model files name layers by these keys.
 LAYER_REGISTRY: dict[str, type[Layer]] = {}
 
 
-class Layer:
-    """Base class of all layers.
+def _register(cls: type[Layer], replace: bool) -> None:
+    """Add ``cls`` to :data:`LAYER_REGISTRY`; a name already taken by another class is an error unless
+    ``replace`` (re-running the same definition, as a notebook cell does, replaces it quietly)."""
+    old = LAYER_REGISTRY.get(cls.__name__)
+    same_definition = old is not None and (old.__module__, old.__qualname__) == (cls.__module__, cls.__qualname__)
+    if old is not None and not replace and not same_definition:
+        raise TypeError(
+            f"Layer: `{cls.__name__}` must be a new layer name. Got {cls.__name__!r}, already registered by "
+            f"{old.__module__}.{old.__qualname__}. Model files name layers by class name, so two classes "
+            f"cannot share one. Rename the class, or write `class {cls.__name__}(..., replace=True)` to make "
+            "it the class that model files with this name load."
+        )
+    LAYER_REGISTRY[cls.__name__] = cls
 
-    Subclasses implement :meth:`forward`, :meth:`backward`, :meth:`get_config` and :meth:`output_shape`, and
-    :meth:`reset_parameters` if they have parameters.
+
+def unknown_layer_message(layer_type: str, module: str | None = None) -> str:
+    """What to say about a layer type that :data:`LAYER_REGISTRY` does not hold: which module to import."""
+    where = (f"import {module} (the module that defines it)" if module
+             else "import the module that defines it (a subclass of numpycnn.layers.Layer)")
+    return (f"unknown layer type {layer_type!r:.60}. If it is a custom layer, {where} before loading; "
+            f"known types are {sorted(LAYER_REGISTRY)}.")
+
+
+def _first_call_checked(forward: Any) -> Any:
+    """Wrap a custom layer's ``forward`` so that its first call checks the layer keeps the per-sample shape,
+    as the inherited :meth:`Layer.output_shape` claims; later calls cost one attribute look-up."""
+
+    @functools.wraps(forward)
+    def checked(self: Layer, x: Any, *args: Any, **kwargs: Any) -> Any:
+        y = forward(self, x, *args, **kwargs)
+        if not self.__dict__.get("_shape_checked"):
+            self._shape_checked = True
+            in_shape, out_shape = tuple(np.shape(x))[1:], tuple(np.shape(y))[1:]
+            if in_shape != out_shape:
+                raise NotImplementedError(
+                    f"{self.name}: `output_shape` must be defined by a layer that changes the shape of its input. "
+                    f"Got forward mapping per-sample shape {in_shape} to {out_shape} with the inherited "
+                    "output_shape, which returns its input unchanged. Define "
+                    "`def output_shape(self, input_shape): return ...` (the per-sample output shape)."
+                )
+        return y
+
+    return checked
+
+
+#: Argument names of other libraries (Keras, PyTorch) and the numpycnn name they mean.
+_FOREIGN_NAMES = {
+    "pool_size": "kernel_size", "kernel": "kernel_size", "strides": "stride", "filters": "out_channels",
+    "units": "out_features", "input_dim": "in_features", "output_dim": "out_features", "use_bias": "bias",
+    "rate": "p", "alpha": "negative_slope", "epsilon": "eps", "in_dim": "in_features", "out_dim": "out_features",
+    "channels": "out_channels", "padding_mode": "padding", "num_channels": "num_features",
+}
+
+
+def _check_keywords(cls: type, kwargs: dict[str, Any]) -> None:
+    """Raise a ``TypeError`` naming the right argument for a keyword ``cls.__init__`` does not take."""
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [name for name in params if name != "self"]
+    for key in kwargs:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        suggestion = _FOREIGN_NAMES.get(key) if _FOREIGN_NAMES.get(key) in known else (close[0] if close else None)
+        hint = f" Did you mean `{suggestion}`?" if suggestion else ""
+        raise TypeError(f"{cls.__name__}: `{key}` must be one of its arguments {known}. Got {key}={kwargs[key]!r}."
+                        + hint)
+
+
+class Layer:
+    r"""Base class of all layers: subclass it to write your own.
+
+    The contract
+    ------------
+    ``forward(self, x, training=True) -> y``
+        Compute the output and keep exactly what ``backward`` needs in ``self.cache`` (overwrite it on every
+        call; never append). ``training`` says whether to behave as in training (dropout drops, batch norm
+        uses and updates batch statistics) or in inference. A layer's own ``forward`` defaults to training,
+        but ``Sequential`` runs it in inference unless asked (``model(x)``, ``model.forward(x)``).
+    ``backward(self, grad) -> grad_x``
+        Given :math:`\partial L/\partial y`, fill ``self.grads[name]`` for every parameter and return
+        :math:`\partial L/\partial x`. Call ``self._take_cache()`` to get the cache (it raises a clear error
+        when forward has not run).
+    ``output_shape(self, input_shape) -> tuple``
+        The per-sample output shape (no batch axis). The default returns ``input_shape`` unchanged, so a layer
+        that changes the shape must define it; if it does not, its first forward raises a clear error.
+    ``get_config(self) -> dict``
+        The JSON-serialisable constructor arguments, so ``type(layer)(**layer.get_config())`` rebuilds it;
+        model files store it (never code). Default ``{}``.
+    ``reset_parameters(self, rng, nonlinearity="relu")``
+        Redraw the parameters from a ``numpy.random.Generator`` (``Sequential.initialize`` calls it).
+
+    Parameters are created with :meth:`add_param` (which also creates the gradient), or by filling
+    ``self.params`` and ``self.grads`` with the same keys. ``self.buffers`` hold non-trainable state saved in
+    model files (batch norm's running statistics). A layer that draws random numbers keeps its generator in
+    ``self.rng``. Every subclass registers itself in :data:`LAYER_REGISTRY` under its class name, so that
+    model files can name it; a name already taken is an error unless ``class MyLayer(Layer, replace=True)``.
+    Loading a model file that uses a custom layer needs the module that defines it imported first.
+
+    Examples
+    --------
+    >>> class LearnedScale(Layer):
+    ...     # y = a * x with one learnable scalar a
+    ...     def __init__(self) -> None:
+    ...         super().__init__()
+    ...         self.add_param("a", np.ones(1, np.float32))
+    ...     def forward(self, x, training=True):
+    ...         self.cache = x
+    ...         return self.params["a"] * x
+    ...     def backward(self, grad):
+    ...         x = self._take_cache()
+    ...         self.grads["a"][...] = np.sum(grad * x)
+    ...         return grad * self.params["a"]
+    >>> LearnedScale()(np.ones((2, 3), np.float32)).shape
+    (2, 3)
     """
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, replace: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not cls.__name__.startswith("_"):
-            LAYER_REGISTRY[cls.__name__] = cls
+            _register(cls, replace)
+        if not cls.__module__.startswith("numpycnn.") and "forward" in cls.__dict__ and (
+                cls.output_shape is Layer.output_shape):
+            cls.forward = _first_call_checked(cls.__dict__["forward"])  # type: ignore[method-assign]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            _check_keywords(cls, kwargs)
+        return super().__new__(cls)
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -44,24 +173,41 @@ class Layer:
         self.buffers: dict[str, np.ndarray] = {}
         self.cache: Any = None
 
-    # -- the contract -------------------------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        raise NotImplementedError
+        """Return the output for input ``x`` and keep what :meth:`backward` needs in ``self.cache``."""
+        raise NotImplementedError(f"{self.name}: a layer must define forward(self, x, training=True).")
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Fill ``self.grads`` from the output gradient ``grad`` and return the input gradient."""
+        raise NotImplementedError(f"{self.name}: a layer must define backward(self, grad) to be trained.")
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON values (stored in model files); ``{}`` by default."""
         return {}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The per-sample output shape for a per-sample ``input_shape``; by default the same shape."""
         return tuple(input_shape)
 
     def reset_parameters(self, rng: np.random.Generator, nonlinearity: str = "relu") -> None:
         """Redraw the parameters; layers without parameters do nothing."""
 
+    def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Register the trainable array ``value`` as ``self.params[name]`` with a zero gradient of the same
+        shape and dtype in ``self.grads[name]``; return the array (the layer's own, not a copy)."""
+        if not isinstance(name, str) or not name.isidentifier():
+            _fail_name(self.name, name)
+        value = np.asarray(value)
+        if value.dtype.kind != "f":
+            raise TypeError(f"{self.name}: `{name}` must be a floating-point array. Got dtype {value.dtype}. "
+                            "Use for example np.zeros(shape, np.float32).")
+        self.params[name] = value
+        self.grads[name] = np.zeros_like(value)
+        return value
+
     # -- helpers shared by all layers ---------------------------------------------------------------------------
-    def __call__(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``layer(x)``: :meth:`forward` in inference mode unless ``training=True``, like ``model(x)``."""
         return self.forward(x, training=training)
 
     @property

@@ -16,6 +16,25 @@ def _config_pair(pair: tuple[int, int]) -> int | list[int]:
     return pair[0] if pair[0] == pair[1] else list(pair)
 
 
+def _resolve_padding(padding: Any, kernel_size: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
+    """``padding`` as (p_h, p_w): ``"valid"`` is 0, ``"same"`` is (k - 1) / 2 for odd kernels and stride 1."""
+    if not isinstance(padding, str):
+        return _checks.int_pair("Conv2D", "padding", padding, minimum=0)
+    if padding == "valid":
+        return (0, 0)
+    if padding != "same":
+        _checks.fail("Conv2D", "padding", "an integer, a pair of integers, 'same' or 'valid'", padding)
+    if stride != (1, 1):
+        _checks.fail("Conv2D", "padding", "an integer with stride > 1 ('same' keeps the size only at stride 1)",
+                     padding, hint=f"The stride is {stride}; give the padding as a number, e.g. padding=1.")
+    if kernel_size[0] % 2 == 0 or kernel_size[1] % 2 == 0:
+        _checks.fail("Conv2D", "padding", "a number for an even kernel_size ('same' would need more zeros on "
+                     "one side than the other, which PyTorch adds and numpycnn does not)", padding,
+                     hint=f"Use an odd kernel_size, or padding=k//2 (the output grows by one). Got kernel_size "
+                          f"{kernel_size}.")
+    return ((kernel_size[0] - 1) // 2, (kernel_size[1] - 1) // 2)
+
+
 class Conv2D(Layer):
     """2-D convolution (cross-correlation) of (N, C_in, H, W) images, like PyTorch's ``nn.Conv2d``.
 
@@ -35,14 +54,20 @@ class Conv2D(Layer):
 
     Parameters
     ----------
-    in_channels, out_channels : int
-        Channels of the input and of the output.
+    in_channels : int or None
+        Channels of the input. ``None`` (write ``Conv2D(out_channels=8, kernel_size=3)``) infers them from
+        the model's ``input_shape`` or the first forward pass; model files record the resolved number.
+    out_channels : int
+        Channels of the output.
     kernel_size : int or (int, int)
         Window size (kh, kw).
     stride : int or (int, int)
         Step of the window, >= 1.
-    padding : int or (int, int)
-        Zeros added on each side, >= 0.
+    padding : int or (int, int) or "same" or "valid"
+        Zeros added on each side, >= 0. ``"valid"`` is 0; ``"same"`` keeps H and W (padding ``(k - 1) / 2``)
+        and needs stride 1 and an odd kernel: an even kernel would need one more zero on one side, which
+        PyTorch adds and numpycnn does not, so it is an error (give the padding as a number). The resolved
+        numbers are what ``get_config`` and model files record.
     bias : bool
         Whether to add a learnable bias per output channel.
     rng : numpy.random.Generator or int or None
@@ -82,30 +107,51 @@ class Conv2D(Layer):
 
     param_names = ("weight", "bias")
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, bias: bool = True, *,
+    def __init__(self, in_channels: int | None = None, out_channels: int | None = None,
+                 kernel_size: int | tuple[int, int] | None = None, stride: int | tuple[int, int] = 1,
+                 padding: int | tuple[int, int] | str = 0, bias: bool = True, *,
                  rng: np.random.Generator | int | None = None, dtype: Any = np.float32) -> None:
         super().__init__()
-        self.in_channels = _checks.positive_int("Conv2D", "in_channels", in_channels)
+        if out_channels is None or kernel_size is None:
+            missing = "out_channels" if out_channels is None else "kernel_size"
+            _checks.fail("Conv2D", missing, "given", None, error=TypeError,
+                         hint="Write Conv2D(in_channels, out_channels, kernel_size), or "
+                              "Conv2D(out_channels=8, kernel_size=3) to infer in_channels.")
+        self.in_channels = (None if in_channels is None
+                            else _checks.positive_int("Conv2D", "in_channels", in_channels))
         self.out_channels = _checks.positive_int("Conv2D", "out_channels", out_channels)
         self.kernel_size = _checks.int_pair("Conv2D", "kernel_size", kernel_size)
         self.stride = _checks.int_pair("Conv2D", "stride", stride)
-        self.padding = _checks.int_pair("Conv2D", "padding", padding, minimum=0)
+        self.padding = _resolve_padding(padding, self.kernel_size, self.stride)
         if not isinstance(bias, (bool, np.bool_)):
             _checks.fail("Conv2D", "bias", "True or False", bias, error=TypeError)
         self.use_bias = bool(bias)
         if not self.use_bias:
             self.param_names = ("weight",)
-        dt = _checks.float_dtype("Conv2D", dtype)
-        self.params["weight"] = np.empty((self.out_channels, self.in_channels, *self.kernel_size), dtype=dt)
-        if self.use_bias:
-            self.params["bias"] = np.empty(self.out_channels, dtype=dt)
-        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self._dtype = _checks.float_dtype("Conv2D", dtype)
+        self._init = (np.random.default_rng(rng), "relu")
         self.compute_input_grad = True
         self._workspace = Workspace()
-        self.reset_parameters(np.random.default_rng(rng), "relu")
+        if self.in_channels is not None:
+            self.build(self.in_channels)
+
+    def build(self, in_channels: int) -> None:
+        """Create the parameters for ``in_channels`` input channels (done by the constructor unless lazy)."""
+        self.in_channels = _checks.positive_int("Conv2D", "in_channels", in_channels)
+        self.add_param("weight", np.empty((self.out_channels, self.in_channels, *self.kernel_size), self._dtype))
+        if self.use_bias:
+            self.add_param("bias", np.empty(self.out_channels, dtype=self._dtype))
+        self.reset_parameters(*self._init)
+
+    @property
+    def built(self) -> bool:
+        """False for a lazy layer (``in_channels=None``) until its input channels are known."""
+        return "weight" in self.params
 
     def reset_parameters(self, rng: np.random.Generator, nonlinearity: str = "relu") -> None:
+        if not self.built:  # drawn when the input channels are known
+            self._init = (rng, nonlinearity)
+            return
         w = self.params["weight"]
         kh, kw = self.kernel_size
         fan_in, fan_out = self.in_channels * kh * kw, self.out_channels * kh * kw
@@ -116,6 +162,8 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         x = _checks.as_float_array("Conv2D", x)
         _checks.input_ndim("Conv2D", x, 4, "(N, C, H, W)")
+        if not self.built:
+            self.build(x.shape[1])
         _checks.input_size("Conv2D", x, 1, self.in_channels, "input channels")
         self._check_fits(x.shape[2:], x.shape)
         y, self.cache = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride,
@@ -131,6 +179,7 @@ class Conv2D(Layer):
         return dx
 
     def astype(self, dtype: Any) -> Conv2D:
+        self._dtype = _checks.float_dtype("Conv2D", dtype)
         self._workspace.clear()
         return super().astype(dtype)
 
@@ -159,7 +208,7 @@ class Conv2D(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
             raise ValueError(f"Conv2D: expected per-sample input shape (C, H, W), got {tuple(input_shape)}.")
-        if input_shape[0] != self.in_channels:
+        if self.in_channels is not None and input_shape[0] != self.in_channels:
             raise ValueError(
                 f"Conv2D: expected {self.in_channels} input channels, "
                 f"got per-sample shape {tuple(input_shape)}."

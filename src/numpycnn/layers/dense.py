@@ -25,8 +25,10 @@ class Dense(Layer):
 
     Parameters
     ----------
-    in_features : int
-        Size of each input sample.
+    in_features : int or None
+        Size of each input sample. ``None`` (write ``Dense(out_features=10)``) infers it: from the model's
+        ``input_shape`` when ``Sequential`` is given one, else at the first forward pass. Model files always
+        record the resolved size.
     out_features : int
         Size of each output sample.
     bias : bool
@@ -58,25 +60,47 @@ class Dense(Layer):
     >>> layer = Dense(4, 3, rng=0)
     >>> layer.forward(np.ones((2, 4), np.float32)).shape
     (2, 3)
+    >>> lazy = Dense(out_features=3)
+    >>> lazy.forward(np.ones((2, 5), np.float32)).shape, lazy.params["weight"].shape
+    ((2, 3), (3, 5))
     """
 
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+    def __init__(self, in_features: int | None = None, out_features: int | None = None, bias: bool = True, *,
                  rng: np.random.Generator | int | None = None, dtype: Any = np.float32) -> None:
         super().__init__()
-        self.in_features = _checks.positive_int("Dense", "in_features", in_features)
+        if out_features is None:
+            hint = (f"Dense({in_features}) gives only in_features. Write Dense({in_features}, OUT) or, to infer "
+                    f"the input size, Dense(out_features={in_features})." if in_features is not None else "")
+            _checks.fail("Dense", "out_features", "given", out_features, hint=hint, error=TypeError)
+        self.in_features = (None if in_features is None
+                            else _checks.positive_int("Dense", "in_features", in_features))
         self.out_features = _checks.positive_int("Dense", "out_features", out_features)
         if not isinstance(bias, (bool, np.bool_)):
             _checks.fail("Dense", "bias", "True or False", bias, error=TypeError)
         self.use_bias = bool(bias)
-        dt = _checks.float_dtype("Dense", dtype)
-        self.params["weight"] = np.empty((self.out_features, self.in_features), dtype=dt)
+        self._dtype = _checks.float_dtype("Dense", dtype)
+        self._init = (np.random.default_rng(rng), "relu")
+        if self.in_features is not None:
+            self.build(self.in_features)
+
+    def build(self, in_features: int) -> None:
+        """Create the parameters for ``in_features`` inputs (done by the constructor unless it was lazy)."""
+        self.in_features = _checks.positive_int("Dense", "in_features", in_features)
+        self.add_param("weight", np.empty((self.out_features, self.in_features), dtype=self._dtype))
         if self.use_bias:
-            self.params["bias"] = np.empty(self.out_features, dtype=dt)
-        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
-        self.reset_parameters(np.random.default_rng(rng), "relu")
+            self.add_param("bias", np.empty(self.out_features, dtype=self._dtype))
+        self.reset_parameters(*self._init)
+
+    @property
+    def built(self) -> bool:
+        """False for a lazy layer (``in_features=None``) until its input size is known."""
+        return "weight" in self.params
 
     def reset_parameters(self, rng: np.random.Generator, nonlinearity: str = "relu") -> None:
+        if not self.built:  # drawn when the input size is known
+            self._init = (rng, nonlinearity)
+            return
         w = self.params["weight"]
         w[...] = init_weight(w.shape, self.in_features, self.out_features, nonlinearity, rng, w.dtype)
         if self.use_bias:
@@ -85,6 +109,8 @@ class Dense(Layer):
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         x = _checks.as_float_array("Dense", x)
         _checks.input_ndim("Dense", x, 2, "(N, features)")
+        if not self.built:
+            self.build(x.shape[1])
         _checks.input_size("Dense", x, 1, self.in_features, "input features")
         z, self.cache = dense_forward(x, self.params["weight"], self.params.get("bias"))
         return z
@@ -97,11 +123,16 @@ class Dense(Layer):
             self.grads["bias"][...] = dbias
         return dx
 
+    def astype(self, dtype: Any) -> Dense:
+        self._dtype = _checks.float_dtype("Dense", dtype)
+        return super().astype(dtype)
+
     def get_config(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.use_bias}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        if tuple(input_shape) != (self.in_features,):
+        expected = (self.in_features,) if self.in_features is not None else tuple(input_shape)[:1]
+        if tuple(input_shape) != expected or len(input_shape) != 1:
             hint = " Put a Flatten() layer before it." if len(input_shape) > 1 else ""
             raise ValueError(
                 f"Dense: expected per-sample input shape ({self.in_features},), "
