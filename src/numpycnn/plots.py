@@ -157,16 +157,24 @@ def plot_filters(weight: np.ndarray, path: str | os.PathLike[str], title: str = 
     rows, cols = min(out_ch, max_rows), min(in_ch, max_cols)
     shown = weight[:rows, :cols]
     limit = float(np.max(np.abs(shown))) or 1.0
-    tile = min(0.9, 9.0 / max(rows, cols, 1))
-    fig = _figure(tile * cols + 1.4, tile * rows + 0.9)
-    axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
+    single = in_ch == 1  # one kernel per output channel: wrap them into rows of up to 8, titled by channel
+    grid_rows, grid_cols = ((rows + 7) // 8, min(rows, 8)) if single else (rows, cols)
+    tile = min(0.9, 9.0 / max(grid_rows, grid_cols, 1))
+    fig = _figure(tile * grid_cols + 1.4, tile * grid_rows + 0.9)
+    axes = np.asarray(fig.subplots(grid_rows, grid_cols, squeeze=False))
     image = None
+    for ax in axes.ravel():
+        ax.axis("off")
     for o in range(rows):
         for i in range(cols):
-            ax = axes[o, i]
+            ax = axes[divmod(o, 8)] if single else axes[o, i]
+            ax.axis("on")
             image = ax.imshow(shown[o, i], cmap="RdBu_r", vmin=-limit, vmax=limit)
             ax.set_xticks([])
             ax.set_yticks([])
+            if single:
+                ax.set_title(f"out {o}", fontsize=7)
+                continue
             if i == 0:
                 ax.set_ylabel(f"out {o}", fontsize=7)
             if o == rows - 1:
