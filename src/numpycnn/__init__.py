@@ -10,9 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from numpycnn._launch import limit_blas_threads
 from numpycnn.errors import DataError, ModelFileError, TrainingError
 
 __version__ = "0.1.0"
+
+# Under `mpiexec -n K`, each of the K processes on a machine gets cores // K BLAS threads, unless the user set
+# OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS; it must happen before NumPy loads (numpycnn._launch).
+limit_blas_threads()
 
 _LAZY_NAMES = {
     "Sequential": "numpycnn.model",

@@ -81,6 +81,9 @@ class Callback:
 
     #: Callbacks with ``runs_last = True`` run after all others (a checkpoint must see their updated state).
     runs_last = False
+    #: In a distributed run (``fit(..., distributed=True)``) only rank 0 runs callbacks with
+    #: ``rank_zero_only = True``: those that write files.
+    rank_zero_only = False
     trainer: Trainer | None = None
 
     def set_trainer(self, trainer: Trainer) -> None:
@@ -226,6 +229,8 @@ class ModelCheckpoint(_Monitor):
     monitor, mode : see :class:`EarlyStopping`
     """
 
+    rank_zero_only = True
+
     def __init__(self, path: str | os.PathLike, save_best_only: bool = False, monitor: str = "val_loss",
                  mode: str = "auto", verbose: int = 0) -> None:
         super().__init__("ModelCheckpoint", monitor, mode)
@@ -302,6 +307,7 @@ class TrainingCheckpoint(Callback):
     """
 
     runs_last = True
+    rank_zero_only = True
 
     def __init__(self, path: str | os.PathLike, run: dict[str, Any] | None = None) -> None:
         self.path = Path(path)

@@ -13,6 +13,7 @@ Examples
     numpycnn train                                  # the original experiment: seed net, MNIST, 10 epochs
     numpycnn train --model deep --optimizer adam --lr 1e-3 --schedule cosine --augment --epochs 15
     numpycnn train --out runs/seed-mnist --resume   # continue an interrupted run
+    mpiexec -n 2 numpycnn train --distributed       # 2 processes, one model (pip install "numpycnn[mpi]")
     numpycnn evaluate runs/seed-mnist/model.safetensors
     numpycnn predict runs/seed-mnist/model.safetensors my_digit.png --top 3
     numpycnn export runs/seed-mnist/model.safetensors seed.onnx      # needs pip install "numpycnn[onnx]"
@@ -85,7 +86,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--model", choices=MODELS, help=f"architecture (default {d['model']})")
     p.add_argument("--dataset", choices=DATASETS, help=f"data set (default {d['dataset']})")
     p.add_argument("--epochs", type=int, help=f"epochs (default {d['epochs']})")
-    p.add_argument("--batch-size", type=int, help=f"images per step (default {d['batch_size']})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"images per step (default {d['batch_size']}); with --distributed, of all processes together")
     p.add_argument("--lr", type=float, help=f"learning rate (default {d['lr']})")
     p.add_argument("--optimizer", choices=OPTIMIZERS,
                    help=f"default {d['optimizer']}; 'momentum' is SGD with momentum 0.9")
@@ -110,6 +112,10 @@ def _add_train(sub: Any) -> None:
                    help="replace the run that --out holds (its files are removed, the checkpoint first)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: start as 'mpiexec -n K numpycnn train --distributed ...'; "
+                        "--batch-size stays the global batch (batch/K images per process), so --lr keeps its "
+                        "meaning; only process 0 prints and writes files")
     _add_data_options(p)
     p.set_defaults(func=run_train)
 

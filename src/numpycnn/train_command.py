@@ -92,8 +92,17 @@ def run_train(args: argparse.Namespace) -> int:
     Nothing is written before every option is valid, the folder is free (see :mod:`numpycnn.runs`), the data
     is loaded and the model is built. Then ``config.json``, ``checkpoint.safetensors`` after every epoch, and
     at the end ``model.safetensors``, ``history.json``, ``metrics.json`` and the plots. Ctrl-C or SIGTERM
-    leaves the last complete checkpoint in place and prints the command that resumes it.
+    leaves the last complete checkpoint in place and prints the command that resumes it. With ``--distributed``
+    under ``mpiexec`` process 0 runs this and the others follow it (:mod:`numpycnn.train_distributed`).
     """
+    from numpycnn import train_distributed
+
+    if train_distributed.wanted(args):
+        return train_distributed.run(args, _run_train)
+    return _run_train(args, None)
+
+
+def _run_train(args: argparse.Namespace, dist: Any) -> int:
     from numpycnn import runs
 
     config, out = train_config(args)
@@ -112,7 +121,7 @@ def run_train(args: argparse.Namespace) -> int:
                 config = resume_config(args, out)
             else:
                 runs.check_new_run(out, args.overwrite)
-            return _train_in(config, out, args, say)
+            return _train_in(config, out, args, say, dist)
         finally:
             lock.release()
             if created:
@@ -120,8 +129,8 @@ def run_train(args: argparse.Namespace) -> int:
                     out.rmdir()  # only if the run was refused before writing anything
 
 
-def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: Any) -> int:
-    """The run itself, in the locked folder ``out``."""
+def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: Any, dist: Any = None) -> int:
+    """The run itself, in the locked folder ``out``; ``dist`` is a distributed run's process 0."""
     from numpycnn import runs
 
     train, test = (_load_split(config, split, args) for split in ("train", "test"))
@@ -136,22 +145,31 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
         if removed:
             say(f"--overwrite: removed the earlier run's {', '.join(removed)} from {out}")
         _write(out / "config.json", config)
+    batch = f"batch {config['batch_size']}"
+    if dist is not None:
+        from numpycnn.train_distributed import describe, send_settings
+
+        send_settings(dist, config, out)
+        batch += f" = {describe(dist, config['batch_size'])}"
     say(f"Training {config['model']} on {len(train[1]):,} {config['dataset']} images for {config['epochs']} "
-        f"epochs ({config['optimizer']}, lr {config['lr']:g}, batch {config['batch_size']}) -> {out}")
+        f"epochs ({config['optimizer']}, lr {config['lr']:g}, {batch}) -> {out}")
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             history = model.fit(
                 train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
                 optimizer=optimizer, validation_split=config["val_split"], callbacks=callbacks,
                 verbose=0 if args.quiet else 1, rng=config["seed"], augment=_augment(config),
-                resume_from=checkpoint if args.resume else None)
+                resume_from=checkpoint if args.resume else None, distributed=dist or False)
     except KeyboardInterrupt as stop:
         print(f"\n{_interrupted(stop)}. {_what_is_saved(config, out)}", file=sys.stderr)
+        if dist is not None:  # the other processes may wait in a collective: end them all
+            dist.abort(143 if isinstance(stop, Terminated) else 130)
         return 143 if isinstance(stop, Terminated) else 130
     except OSError as err:
         raise _write_error(err, config, out) from None
     scores = model.evaluate(test[0], test[1])
     metrics = run_metrics(config, history, scores, model, len(train[1]), len(test[1]))
+    metrics["processes"] = 1 if dist is None else dist.size
     try:
         model.save(out / "model.safetensors")
         write_json(out / "history.json", history.to_dict())

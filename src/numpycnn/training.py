@@ -299,28 +299,51 @@ class Trainer:
         self.has_validation = False
         #: The first batch's loss, and the loss above which training counts as diverged.
         self.first_loss, self.loss_limit = math.nan, math.inf
+        #: The processes training this model together (:class:`numpycnn.distributed.DataParallel`), or None.
+        self.dist: Any = None
 
-    def train_step(self, xb: np.ndarray, yb: np.ndarray, step: int = 0, steps: int = 1) -> tuple[float, int]:
-        """One step of gradient descent; returns the batch's mean loss and its number of correct guesses."""
+    @property
+    def hooks(self) -> list[Callback]:
+        """The callbacks this process runs: on ranks other than 0 of a distributed run, not the file writers."""
+        if self.dist is None or self.dist.rank == 0:
+            return self.callbacks
+        return [callback for callback in self.callbacks if not callback.rank_zero_only]
+
+    def train_step(self, xb: np.ndarray, yb: np.ndarray, step: int = 0, steps: int = 1,
+                   global_size: int | None = None) -> tuple[float, int]:
+        """One step of gradient descent; returns the batch's mean loss and its number of correct guesses.
+
+        In a distributed run ``xb`` is this process's shard of a global batch of ``global_size`` images, and
+        the figures returned are the global batch's.
+        """
+        if self.dist is not None:
+            return self.dist.train_step(self, xb, yb, step, steps, global_size or len(yb))
         self.model.zero_grad()
         logits = self.model.forward(xb, training=True)
         value = float(self.loss.forward(logits, yb))
+        self.check_loss(value, step, steps)
+        hits = int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
+        self.model.backward(self.loss.backward(), input_grad=False)
+        self.optimizer.step(self.model)
+        return value, hits
+
+    def check_loss(self, value: float, step: int, steps: int) -> None:
+        """Stop training if a batch's loss is NaN or infinite, or grew past the divergence limit."""
         if not math.isfinite(value) or value > self.loss_limit:
             what = f"became {value}" if not math.isfinite(value) else (
                 f"grew from {self.first_loss:.3g} to {value:.3g} (more than {DIVERGENCE_FACTOR:g} times)")
             self._diverged(f"the loss {what} at epoch {self.epoch + 1}, batch {step + 1}/{steps}")
         if self.loss_limit == math.inf:
             self.first_loss, self.loss_limit = value, DIVERGENCE_FACTOR * max(value, 1.0)
-        hits = int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
-        self.model.backward(self.loss.backward(), input_grad=False)
-        self.optimizer.step(self.model)
-        return value, hits
 
     def _diverged(self, what: str) -> None:
-        raise TrainingError(
+        err = TrainingError(
             f"fit: {what}: training diverged. Training stopped; checkpoints already written are unchanged. "
             f"Try a lower learning rate (lr={self.optimizer.lr:g}) or normalised inputs."
         )
+        if self.dist is not None:  # every process sees the same summed loss and the same weights: all stop here
+            err.collective = True  # type: ignore[attr-defined]
+        raise err
 
     def check_weights(self) -> None:
         """Stop training if a parameter is no longer finite."""
@@ -330,25 +353,28 @@ class Trainer:
 
     def train_epoch(self, batches: Batches, y: np.ndarray, batch_size: int, shuffle: bool,
                     augment: Augment | None) -> dict[str, float]:
-        n = len(y)
-        order = self.rng.permutation(n) if shuffle else None
+        order = self.rng.permutation(len(y)) if shuffle else None
+        n = len(y) if self.dist is None else self.dist.usable(len(y), batch_size)
         labels = np.empty(min(batch_size, n), np.int64)
         parts = _chunks(n, batch_size)
         total, correct = 0.0, 0
         with _progress(self, n) as bar:
             for step, part in enumerate(parts):
                 index = part if order is None else order[part]
+                size = part.stop - part.start  # the global batch; a distributed process takes its shard
+                if self.dist is not None:
+                    index = self.dist.shard(index)
                 xb = batches.gather(index)
                 yb = labels[: len(xb)]
-                if order is None:
-                    np.copyto(yb, y[part])
+                if isinstance(index, slice):
+                    np.copyto(yb, y[index])
                 else:
                     np.take(y, index, out=yb)
                 if augment is not None:
                     xb = augment(xb, self.augment_rng)
-                value, hits = self.train_step(batches.standardise(xb), yb, step, len(parts))
-                total, correct = total + value * len(yb), correct + hits
-                self._after_batch(bar, step, len(yb), total, correct, part.stop, value, hits)
+                value, hits = self.train_step(batches.standardise(xb), yb, step, len(parts), size)
+                total, correct = total + value * size, correct + hits
+                self._after_batch(bar, step, size, total, correct, part.stop, value, hits)
         return {"loss": total / n, "accuracy": correct / n}
 
     def _after_batch(self, bar: Any, step: int, size: int, total: float, correct: int, seen: int,
@@ -356,9 +382,10 @@ class Trainer:
         if bar is not None:
             bar.set_postfix(loss=f"{total / seen:.4f}", accuracy=f"{correct / seen:.4f}", refresh=False)
             bar.update(size)
-        if self.callbacks:
+        hooks = self.hooks
+        if hooks:
             logs = {"loss": value, "accuracy": hits / size, "size": size}
-            for callback in self.callbacks:
+            for callback in hooks:
                 callback.on_batch_end(step, logs)
 
     def report(self, logs: dict[str, float]) -> None:
@@ -404,7 +431,7 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
         loss: Any = None, validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
         shuffle: bool = True, callbacks: Sequence[Callback] = (), verbose: int = 1,
         rng: int | np.random.Generator | None = None, augment: Augment | None = None, initial_epoch: int = 0,
-        resume_from: Any = None) -> History:
+        resume_from: Any = None, distributed: Any = False) -> History:
     """Train ``model`` on ``(x, y)`` by mini-batch gradient descent; the module notes give the data rules.
 
     Parameters
@@ -436,6 +463,11 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
     resume_from : path, optional
         A ``TrainingCheckpoint`` file: restores weights, optimiser, generators, history and callback states
         and continues after the saved epoch, reaching bit for bit the weights of an uninterrupted run.
+    distributed : bool, mpi4py communicator or DataParallel
+        Train together with the other processes of ``mpiexec`` (``True``: all of them), data-parallel over MPI
+        (:mod:`numpycnn.distributed`): ``batch_size`` is then the global batch, of which each of the K
+        processes takes ``batch_size / K`` images per step, and ``lr`` keeps its single-process meaning. Every
+        process must call ``fit`` with the same data and arguments; only rank 0 prints and writes files.
 
     Returns
     -------
@@ -447,6 +479,8 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
         For inconsistent data (shapes, lengths, labels outside the model's classes) or arguments.
     numpycnn.TrainingError
         When the loss becomes NaN or infinite.
+    RuntimeError
+        With ``distributed`` but without mpi4py (``pip install "numpycnn[mpi]"``).
     """
     epochs = positive_int("fit", "epochs", epochs)
     batch_size = positive_int("fit", "batch_size", batch_size)
@@ -463,6 +497,16 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
     trainer = Trainer(model, optimizer, loss, callbacks, _as_generator("fit", rng), epochs, int(verbose))
     trainer.has_validation = validation is not None
     callback_states = None
+    if distributed is not False:
+        from numpycnn.distributed import data_parallel
+
+        trainer.dist = data_parallel(distributed)
+    if trainer.dist is not None:
+        with trainer.dist.abort_on_error("fit"), trainer.dist.quiet_unless_root():
+            start, callback_states = trainer.dist.setup(trainer, len(x), resume_from)
+            initial_epoch = initial_epoch if start is None else start
+            _run(trainer, x, y, validation, batch_size, shuffle, augment, initial_epoch, callback_states)
+        return trainer.history
     if resume_from is not None:
         initial_epoch, callback_states = restore_training_state(trainer, resume_from)
     _run(trainer, x, y, validation, batch_size, shuffle, augment, initial_epoch, callback_states)
@@ -471,13 +515,16 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
 
 def _run(trainer: Trainer, x: np.ndarray, y: np.ndarray, validation: Any, batch_size: int, shuffle: bool,
          augment: Augment | None, initial_epoch: int, callback_states: dict | None) -> None:
-    model = trainer.model
+    model, dist = trainer.model, trainer.dist
+    if dist is not None:
+        validation = dist.shard_validation(validation)
     batches = Batches(x, batch_size, model.dtype, model.normalization)
     val_batches = None if validation is None else Batches(
         validation[0], inference_batch_size(model, validation[0].shape[1:], max(batch_size, 256)), model.dtype,
         model.normalization)
     for callback in trainer.callbacks:
         callback.set_trainer(trainer)
+    for callback in trainer.hooks:
         callback.on_train_begin({})
     if callback_states:
         for key, callback in zip(callback_keys(trainer.callbacks), trainer.callbacks, strict=True):
@@ -485,21 +532,28 @@ def _run(trainer: Trainer, x: np.ndarray, y: np.ndarray, validation: Any, batch_
                 callback.load_state_dict(callback_states[key])
     for epoch in range(initial_epoch, trainer.epochs):
         trainer.epoch = epoch
-        for callback in trainer.callbacks:
+        for callback in trainer.hooks:
             callback.on_epoch_begin(epoch, {})
         start = time.perf_counter()
         logs = trainer.train_epoch(batches, y, batch_size, shuffle, augment)
         trainer.check_weights()
-        if val_batches is not None:
+        if dist is not None:
+            dist.average_buffers(model)
+        if val_batches is not None and dist is not None:
+            scores = dist.evaluate(model, val_batches, validation[1], trainer.loss)
+            logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+        elif val_batches is not None:
             scores = _evaluate_batches(model, val_batches, validation[1], trainer.loss)
             logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
         logs.update(lr=float(trainer.optimizer.lr), seconds=time.perf_counter() - start)
         trainer.history.append(epoch, logs)
         trainer.report(logs)
-        for callback in trainer.callbacks:
+        for callback in trainer.hooks:
             callback.on_epoch_end(epoch, logs)
+        if dist is not None:
+            trainer.stop_training = dist.agree(trainer.stop_training)
         if trainer.stop_training:
             break
-    for callback in trainer.callbacks:
+    for callback in trainer.hooks:
         callback.on_train_end({})
 

@@ -1,0 +1,91 @@
+"""``mpiexec -n K numpycnn train --distributed``: the train command as K processes training one model.
+
+Process 0 runs the command as one process would (:mod:`numpycnn.train_command`: options, the run folder and its
+lock, data, model, ``config.json``), then sends the run's settings to the others and trains with them; only it
+prints and writes. The others never touch the run folder: they receive the settings, load the same data, build
+the same model and join ``fit(..., distributed=...)`` (:mod:`numpycnn.distributed`), which gives them process 0's
+weights and, with ``--resume``, the bytes of its checkpoint.
+
+Errors: a divergence is seen by every process at the same step (process 0 reports it, all exit with 1); any other
+error on one process prints one line naming it and ends the job with ``MPI_Abort`` (exit status 2), so that no
+process waits forever for another. Ctrl-C or SIGTERM: process 0 says what is saved, then the job ends (130, 143).
+
+Started by ``mpiexec -n K`` (K > 1) without ``--distributed``, the command refuses rather than run K trainings
+into one folder; the launcher's variables are read without importing mpi4py (:mod:`numpycnn._launch`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from numpycnn._launch import launched_processes, launched_rank
+from numpycnn.errors import TrainingError
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """Whether this module handles the command: ``--distributed``, or a start by ``mpiexec -n K`` (K > 1)."""
+    return bool(args.distributed) or launched_processes() > 1
+
+
+def run(args: argparse.Namespace, lead: Callable[[argparse.Namespace, Any], int]) -> int:
+    """Run ``lead(args, dist)`` (the one-process command) on process 0 and :func:`follow` on the others."""
+    if not args.distributed:
+        if launched_rank() != 0:
+            return 2  # process 0 says why
+        raise ValueError(f"train: started by mpiexec as one of {launched_processes()} processes without "
+                         f"--distributed: each would train its own model into the same --out. Add --distributed "
+                         f"to train one model together, or run without mpiexec.")
+    from numpycnn.distributed import DataParallel
+
+    try:
+        dist = DataParallel()
+    except RuntimeError as err:  # mpi4py is missing: one line, exit status 2
+        raise ValueError(str(err)) from None
+    with dist.abort_on_error("numpycnn train", lambda err: 1 if isinstance(err, TrainingError) else 2):
+        try:
+            return lead(args, dist) if dist.rank == 0 else follow(args, dist)
+        except TrainingError:  # raised by every process at the same step: process 0 reports it
+            if dist.rank == 0:
+                raise
+            return 1
+
+
+def send_settings(dist: Any, config: dict[str, Any], out: Path) -> None:
+    """Process 0: the run's settings and folder to the others, once every check has passed."""
+    dist.broadcast_bytes(json.dumps([config, str(out)]).encode())
+
+
+def follow(args: argparse.Namespace, dist: Any) -> int:
+    """A process other than 0: train with process 0's settings; print and write nothing."""
+    from numpycnn import train_command as command
+    from numpycnn.train_command import Terminated, _terminate_as_interrupt
+
+    config, out = json.loads(dist.broadcast_bytes(None))
+    checkpoint = Path(out) / "checkpoint.safetensors"  # read by process 0 only
+    train = command._load_split(config, "train", args)
+    command._check_split_sizes(config, len(train[1]))
+    model = command._build(config, train[0])
+    try:
+        with _terminate_as_interrupt(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            model.fit(train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
+                      optimizer=command._optimizer(config), validation_split=config["val_split"],
+                      callbacks=command._callbacks(config, checkpoint), verbose=0, rng=config["seed"],
+                      augment=command._augment(config), resume_from=checkpoint if args.resume else None,
+                      distributed=dist)
+    except KeyboardInterrupt as stop:  # every process got the signal: let process 0 say what is saved first
+        time.sleep(1.0)
+        dist.abort(143 if isinstance(stop, Terminated) else 130)
+    return 0
+
+
+def describe(dist: Any, batch_size: int) -> str:
+    """How a global batch is shared, e.g. ``"2 processes x 32 images"``."""
+    low, high = batch_size // dist.size, -(-batch_size // dist.size)
+    return f"{dist.size} processes x {low if low == high else f'{low}-{high}'} images"
