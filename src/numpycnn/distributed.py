@@ -100,6 +100,7 @@ class DataParallel:
         self.comm = self.MPI.COMM_WORLD if comm is None else comm
         self.rank, self.size = int(self.comm.Get_rank()), int(self.comm.Get_size())
         self.allreduce_seconds, self.steps, self.bytes_per_step = 0.0, 0, 0
+        self._guarded = False  # inside abort_on_error: a nested one (fit under the command) passes errors out
         self._flat: np.ndarray | None = None
 
     def __repr__(self) -> str:
@@ -316,7 +317,11 @@ class DataParallel:
                        ) -> Iterator[None]:
         """Let errors raised by every rank alike (:func:`collective`) through; for any other, print one line on
         stderr naming this rank and end the whole job, since the other ranks would wait for it forever.
-        Ctrl-C (``KeyboardInterrupt``) ends it with status 130."""
+        Ctrl-C (``KeyboardInterrupt``) ends it with status 130. Nested, the outermost one acts."""
+        if self._guarded:
+            yield
+            return
+        self._guarded = True
         try:
             yield
         except BaseException as err:
@@ -331,6 +336,8 @@ class DataParallel:
                   f"Stopping all {self.size} processes (MPI_Abort) so that none waits for this one.",
                   file=sys.stderr)
             self.abort(exit_code(err))
+        finally:
+            self._guarded = False
 
 
 def data_parallel(distributed: Any) -> DataParallel | None:
