@@ -220,3 +220,9 @@ def test_every_global_batch_is_cut_into_near_equal_consecutive_shards(batch, siz
                                                            (302, 50, 2, 302), (103, 50, 4, 100)])
 def test_a_last_batch_too_small_to_give_each_rank_an_image_is_left_out(n, batch, size, usable):
     assert FakeRank(0, size).dp.usable(n, batch) == usable
+
+
+def test_the_global_batch_must_give_every_rank_an_image():
+    FakeRank(0, 4).dp.check_batch_size(4)
+    with pytest.raises(ValueError, match=r"`batch_size` must be at least the number of processes \(4\).*Got 3\."):
+        FakeRank(0, 4).dp.check_batch_size(3)

@@ -115,6 +115,14 @@ class DataParallel:
             return index[lo:hi]
         return slice(index.start + lo, index.start + hi)
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise (on every rank alike) unless each global batch gives every rank at least one image."""
+        if batch_size < self.size:
+            raise collective(ValueError(
+                f"fit: `batch_size` must be at least the number of processes ({self.size}): it is the global batch, "
+                f"shared among them. Got {batch_size}."
+            ))
+
     def usable(self, n: int, batch_size: int) -> int:
         """Images of an epoch that are trained: all but a last batch too small to give every rank one image."""
         tail = n % batch_size
@@ -255,12 +263,14 @@ class DataParallel:
         return {"loss": float(sums[0] / sums[2]), "accuracy": float(sums[1] / sums[2])}
 
     # -- the whole run -------------------------------------------------------------------------------------
-    def setup(self, trainer: Trainer, n_train: int, resume_from: Any) -> tuple[int | None, dict | None]:
+    def setup(self, trainer: Trainer, n_train: int, batch_size: int, resume_from: Any
+              ) -> tuple[int | None, dict | None]:
         """Check the data agree, restore ``resume_from`` (read by rank 0), then give every rank rank 0's model
         and generators, with per-rank dropout and augmentation streams. Returns what ``restore`` returns, or
         ``(None, None)`` without a checkpoint."""
         from numpycnn.callbacks import restore_training_state
 
+        self.check_batch_size(batch_size)
         self.check_same("the number of training images", n_train)
         self.check_same("the number of parameters", trainer.model.num_parameters())
         start, states = None, None

@@ -503,7 +503,7 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
         trainer.dist = data_parallel(distributed)
     if trainer.dist is not None:
         with trainer.dist.abort_on_error("fit"), trainer.dist.quiet_unless_root():
-            start, callback_states = trainer.dist.setup(trainer, len(x), resume_from)
+            start, callback_states = trainer.dist.setup(trainer, len(x), batch_size, resume_from)
             initial_epoch = initial_epoch if start is None else start
             _run(trainer, x, y, validation, batch_size, shuffle, augment, initial_epoch, callback_states)
         return trainer.history
