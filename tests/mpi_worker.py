@@ -3,7 +3,8 @@
 Each rank writes what the test checks into ``OUT/rank{r}.npz`` (or prints it); the test process compares.
 
 - ``fit OUT``: the model and data of :func:`setup`, trained with ``fit(..., distributed=True)``.
-- ``batchnorm OUT``: a model with batch norm and validation; every rank saves its running statistics.
+- ``batchnorm OUT``: a model with batch norm, dropout and validation; every rank saves its state and the next
+  dropout mask it would draw.
 - ``nan OUT``: rank 1 alone turns a weight into NaN after its second step; every rank must stop at the next.
 - ``cli OUT MODE EPOCH -- ARGV...``: ``numpycnn.cli.main(ARGV)``; with MODE ``raise`` or ``kill`` rank 1 raises
   or kills itself (SIGKILL) when epoch EPOCH begins (``none``: it does not). Every rank logs the files it
@@ -20,7 +21,7 @@ import numpy as np
 
 from numpycnn import TrainingError, datasets
 from numpycnn.callbacks import Callback
-from numpycnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from numpycnn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from numpycnn.model import Sequential
 from numpycnn.optim import SGD, Adam
 
@@ -33,9 +34,9 @@ def data(n: int = IMAGES) -> tuple[np.ndarray, np.ndarray]:
     return x[:n], y[:n]
 
 
-def small_cnn(batch_norm: bool = False) -> Sequential:
-    layers = [Conv2D(1, 4, 3)] + ([BatchNorm2D(4)] if batch_norm else []) + [ReLU(), MaxPool2D(2), Flatten(),
-                                                                              Dense(4 * 13 * 13, 10)]
+def small_cnn(batch_norm: bool = False, dropout: float = 0.0) -> Sequential:
+    layers = [Conv2D(1, 4, 3)] + ([BatchNorm2D(4)] if batch_norm else []) + [ReLU(), MaxPool2D(2), Flatten()]
+    layers += ([Dropout(dropout)] if dropout else []) + [Dense(4 * 13 * 13, 10)]
     return Sequential(layers, input_shape=(1, 28, 28)).initialize(0)
 
 
@@ -66,10 +67,11 @@ def scenario_fit(out: str) -> None:
 
 def scenario_batchnorm(out: str) -> None:
     x, y = data(160)
-    model = small_cnn(batch_norm=True)
+    model = small_cnn(batch_norm=True, dropout=0.5)
     model.fit(x, y, epochs=1, batch_size=32, optimizer=SGD(lr=0.05), rng=0, verbose=0, validation_split=0.2,
               distributed=True)
-    save(out, {k: v for k, v in model.state_dict().items() if "running" in k})
+    mask = model.layers[5].forward(np.ones((1, 16), np.float32))  # the next mask this rank's dropout draws
+    save(out, {**model.state_dict(), "mask": mask})
 
 
 class PoisonRankOne(Callback):

@@ -77,14 +77,16 @@ def test_two_processes_reach_the_weights_of_one_on_the_same_global_batches(tmp_p
 
 
 @needs_mpi
-def test_batch_norm_running_statistics_are_the_same_on_every_rank(tmp_path):
+def test_every_rank_ends_with_the_same_batch_norm_statistics_but_draws_its_own_dropout_masks(tmp_path):
     done, _ = worker("batchnorm", str(tmp_path))
     assert done.returncode == 0, done.stderr
-    rank0, rank1 = (np.load(tmp_path / f"rank{r}.npz") for r in (0, 1))
-    assert set(rank0) == {"1.running_mean", "1.running_var"}
+    rank0, rank1 = (dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1))
+    assert {"1.running_mean", "1.running_var", "1.num_batches_tracked", "0.weight", "6.weight"} <= set(rank0)
+    masks = rank0.pop("mask"), rank1.pop("mask")
     for name in rank0:
         np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
     assert not np.allclose(rank0["1.running_mean"], 0.0)  # they moved
+    assert not np.array_equal(*masks)  # 16 draws each: equal masks by chance have probability 2**-16
 
 
 @needs_mpi
