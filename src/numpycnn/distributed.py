@@ -317,17 +317,28 @@ class DataParallel:
             yield
 
     def abort(self, code: int) -> None:
-        """End every process of the job now (``MPI_Abort``) with exit status ``code``."""
+        """End every process of the job now (``MPI_Abort``) with exit status ``code``; never returns."""
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # a second Ctrl-C must not interrupt this
+            for name in ("SIGINT", "SIGTERM"):
+                if hasattr(signal, name):
+                    signal.signal(getattr(signal, name), signal.SIG_IGN)
         sys.stdout.flush()
         sys.stderr.flush()
-        self.comm.Abort(code)
+        try:
+            self.comm.Abort(code)
+        finally:
+            os._exit(code)  # should MPI_Abort ever return
 
     @contextlib.contextmanager
     def abort_on_error(self, owner: str, exit_code: Callable[[BaseException], int] = lambda err: 1
                        ) -> Iterator[None]:
         """Let errors raised by every rank alike (:func:`collective`) through; for any other, print one line on
         stderr naming this rank and end the whole job, since the other ranks would wait for it forever.
-        Ctrl-C (``KeyboardInterrupt``) ends it with status 130. Nested, the outermost one acts."""
+        Ctrl-C (``KeyboardInterrupt``) ends it without a message, with status 130 (or ``exit_code``'s, when it
+        gives one other than 1). Nested, the outermost one acts."""
         if self._guarded:
             yield
             return
@@ -337,10 +348,8 @@ class DataParallel:
         except BaseException as err:
             if getattr(err, "collective", False) or self.size == 1 or isinstance(err, SystemExit):
                 raise
-            if isinstance(err, KeyboardInterrupt):
-                if self.rank == 0:
-                    print(f"\n{owner}: interrupted; stopping all {self.size} processes.", file=sys.stderr)
-                self.abort(130)
+            if isinstance(err, KeyboardInterrupt):  # Ctrl-C reaches every process: no message per process
+                self.abort(exit_code(err) if exit_code(err) != 1 else 130)
             text = " ".join(str(err).split()) or type(err).__name__
             print(f"{owner}: error on process {self.rank} of {self.size}: {type(err).__name__}: {text}. "
                   f"Stopping all {self.size} processes (MPI_Abort) so that none waits for this one.",

@@ -161,9 +161,13 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
                 verbose=0 if args.quiet else 1, rng=config["seed"], augment=_augment(config),
                 resume_from=checkpoint if args.resume else None, distributed=dist or False)
     except KeyboardInterrupt as stop:
-        print(f"\n{_interrupted(stop)}. {_what_is_saved(config, out)}", file=sys.stderr)
-        if dist is not None:  # the other processes may wait in a collective: end them all
-            dist.abort(143 if isinstance(stop, Terminated) else 130)
+        if dist is None:
+            print(f"\n{_interrupted(stop)}. {_what_is_saved(config, out)}", file=sys.stderr)
+        else:  # the lock is released on the way out, then the job ends (the others may wait in a collective)
+            from numpycnn.train_distributed import what_is_saved
+
+            print(f"\n{_interrupted(stop)}. {what_is_saved(dist, out / 'checkpoint.safetensors')}", file=sys.stderr)
+            raise
         return 143 if isinstance(stop, Terminated) else 130
     except OSError as err:
         raise _write_error(err, config, out) from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,13 +49,22 @@ def run(args: argparse.Namespace, lead: Callable[[argparse.Namespace, Any], int]
         dist = DataParallel()
     except RuntimeError as err:  # mpi4py is missing: one line, exit status 2
         raise ValueError(str(err)) from None
-    with dist.abort_on_error("numpycnn train", lambda err: 1 if isinstance(err, TrainingError) else 2):
+    with dist.abort_on_error("numpycnn train", exit_status):
         try:
             return lead(args, dist) if dist.rank == 0 else follow(args, dist)
         except TrainingError:  # raised by every process at the same step: process 0 reports it
             if dist.rank == 0:
                 raise
             return 1
+
+
+def exit_status(err: BaseException) -> int:
+    """The command's exit status for ``err``: 1 diverged, 130 Ctrl-C, 143 SIGTERM, 2 anything else."""
+    from numpycnn.train_command import Terminated
+
+    if isinstance(err, KeyboardInterrupt):
+        return 143 if isinstance(err, Terminated) else 130
+    return 1 if isinstance(err, TrainingError) else 2
 
 
 def send_settings(dist: Any, config: dict[str, Any], out: Path) -> None:
@@ -79,10 +89,23 @@ def follow(args: argparse.Namespace, dist: Any) -> int:
                       callbacks=command._callbacks(config, checkpoint), verbose=0, rng=config["seed"],
                       augment=command._augment(config), resume_from=checkpoint if args.resume else None,
                       distributed=dist)
-    except KeyboardInterrupt as stop:  # every process got the signal: let process 0 say what is saved first
-        time.sleep(1.0)
+    except KeyboardInterrupt as stop:  # every process got the signal; process 0 may be waiting in a collective
+        if dist.rank == 1:
+            print(f"\n{command._interrupted(stop)}. {what_is_saved(dist, checkpoint)}", file=sys.stderr, flush=True)
+        time.sleep(1.0)  # process 0 says it too if it can, then the job ends
         dist.abort(143 if isinstance(stop, Terminated) else 130)
     return 0
+
+
+def what_is_saved(dist: Any, checkpoint: Path) -> str:
+    """The epoch the checkpoint holds (where this process can read it) and the command that goes on."""
+    from numpycnn.train_command import _saved_epoch
+
+    saved = _saved_epoch(checkpoint)
+    if saved is None:
+        return f"No complete epoch is saved in {checkpoint}."
+    return (f"Epoch {saved} is saved in {checkpoint}; continue with:\n  mpiexec -n {dist.size} numpycnn train "
+            f"--distributed --out {checkpoint.parent} --resume")
 
 
 def describe(dist: Any, batch_size: int) -> str:
