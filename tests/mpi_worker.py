@@ -70,7 +70,7 @@ def scenario_batchnorm(out: str) -> None:
     model = small_cnn(batch_norm=True, dropout=0.5)
     model.fit(x, y, epochs=1, batch_size=32, optimizer=SGD(lr=0.05), rng=0, verbose=0, validation_split=0.2,
               distributed=True)
-    mask = model.layers[5].forward(np.ones((1, 16), np.float32))  # the next mask this rank's dropout draws
+    mask = model.layers[5].forward(np.ones((1, 16), np.float32), training=True)  # this rank's next dropout mask
     save(out, {**model.state_dict(), "mask": mask})
 
 
