@@ -14,11 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn.functional.norm import _as_ncl, centred_batch_statistics
 from numpycnn.functional.pool import maxpool2d_backward, maxpool2d_forward
-
-
-def _as_ncl(x: np.ndarray) -> np.ndarray:
-    return x.reshape(x.shape[0], x.shape[1], -1)  # (N, C, L), L = H W or 1
 
 
 def batchnorm_relu_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
@@ -59,12 +56,7 @@ def batchnorm_relu_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     cache : tuple
         ``(x_c, y, inv_std, scale, mean, var)``; ``mean`` and ``var`` (biased, (C,)) update running statistics.
     """
-    x3 = _as_ncl(x)  # (N, C, L)
-    m = x3.shape[0] * x3.shape[2]
-    mean = np.einsum("ncl->c", x3) / m  # (C,)
-    xc = np.subtract(x3, mean[:, None])  # (N, C, L), centred
-    var = np.einsum("ncl,ncl->c", xc, xc) / m  # (C,), biased
-    inv_std = 1.0 / np.sqrt(var + eps)  # (C,)
+    xc, mean, var, inv_std = centred_batch_statistics(_as_ncl(x), eps)  # (N, C, L) and (C,) each
     scale = (gamma * inv_std).astype(x.dtype, copy=False)
     y = np.multiply(xc, scale[:, None])  # (N, C, L)
     y += beta[:, None]

@@ -16,6 +16,18 @@ def _as_ncl(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1], -1)  # (N, C, L): a view for contiguous x
 
 
+def centred_batch_statistics(x3: np.ndarray, eps: float
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x_c, mean, var, inv_std)`` of ``x3`` (N, C, L) per channel: :math:`x_c = x - \\mu` (a new array),
+    the biased variance by two passes (:math:`\\frac{1}{m}\\sum x_c^2`, no cancellation) and
+    :math:`1/\\sqrt{\\sigma^2 + \\epsilon}`."""
+    m = x3.shape[0] * x3.shape[2]
+    mean = np.einsum("ncl->c", x3) / m  # (C,)
+    xc = np.subtract(x3, mean[:, None])  # (N, C, L), centred
+    var = np.einsum("ncl,ncl->c", xc, xc) / m  # (C,), biased
+    return xc, mean, var, 1.0 / np.sqrt(var + eps)
+
+
 def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                        eps: float = 1e-5) -> tuple[np.ndarray, Any]:
     """Training-mode batch norm: normalise each channel by the batch's own mean and (biased) variance.
@@ -48,12 +60,7 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         ``(x_hat, inv_std, gamma, shape, mean, var)``; ``mean`` and ``var`` (biased, shape (C,)) are what the
         layer uses to update its running statistics.
     """
-    x3 = _as_ncl(x)  # (N, C, L)
-    m = x3.shape[0] * x3.shape[2]
-    mean = np.einsum("ncl->c", x3) / m  # (C,)
-    x_hat = np.subtract(x3, mean[:, None])  # (N, C, L), centred
-    var = np.einsum("ncl,ncl->c", x_hat, x_hat) / m  # (C,), biased
-    inv_std = 1.0 / np.sqrt(var + eps)  # (C,)
+    x_hat, mean, var, inv_std = centred_batch_statistics(_as_ncl(x), eps)  # (N, C, L) and (C,) each
     x_hat *= inv_std[:, None]
     y = np.multiply(x_hat, gamma[:, None])  # (N, C, L)
     y += beta[:, None]
