@@ -8,8 +8,8 @@ times its steps, and the feature-map plots run it, so everything a user sees run
 
 Rules:
 
-- A fusion matches layers by their exact class (a user's subclass, or a different class with the same name,
-  is never fused), and only layers in their default state: nothing that changes a layer's behaviour is skipped.
+- A fusion matches layers by their exact class: a user's subclass, or a different class with the same name, is
+  never fused. A fused step does everything the layers' own ``forward`` would (input checks, running statistics).
 - The layers inside a fused step keep no cache (their ``cache`` is ``None``); the step holds it. Their
   parameters, gradients and buffers (batch norm's running statistics) are updated exactly as unfused.
 - ``Sequential(..., fuse=False)`` runs every layer on its own.
