@@ -34,6 +34,14 @@ class PoolGeometry(NamedTuple):
     Wo: int
 
 
+class MaxPoolCache(NamedTuple):
+    """What :func:`maxpool2d_backward` needs: the sizes, each window's first maximum, the input's dtype."""
+
+    geometry: PoolGeometry
+    argmax: np.ndarray  # (N, C, Ho, Wo) uint8 (int32 for windows of 256 or more): t* = i* kw + j*
+    dtype: np.dtype
+
+
 def pool_geometry(x_shape: tuple[int, ...], kernel_size: int | tuple[int, int],
                   stride: int | tuple[int, int] | None = None) -> PoolGeometry:
     """Sizes of a pooling, :math:`H_{out} = \\lfloor (H - k_h) / s_h \\rfloor + 1`; stride None = kernel."""
@@ -96,7 +104,7 @@ def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
     g = pool_geometry(x.shape, kernel_size, stride)
     kernel = _maxpool2x2_forward if (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2) else _maxpool_by_offsets
     out, argmax = kernel(x, g)
-    return out, (g, argmax, x.dtype)
+    return out, MaxPoolCache(g, argmax, x.dtype)
 
 
 def _maxpool_by_offsets(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +120,7 @@ def _maxpool_by_offsets(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.
     return out, argmax
 
 
-def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
+def maxpool2d_backward(dout: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
     """Gradient of :func:`maxpool2d_forward`: ``dout`` routed to each window's first maximum, one pass per offset."""
     g, argmax, dtype = cache
     dx, disjoint = _grad_buffer(g, dtype)
