@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from numpycnn._checks import fail, positive_int, real_in_range
+from numpycnn._modelfile import load_checkpoint, save_checkpoint, save_model
 from numpycnn.errors import ModelFileError
 
 if TYPE_CHECKING:
@@ -246,8 +247,6 @@ class ModelCheckpoint(_Monitor):
             if not self._improved(value):
                 return
             self.best = value
-        from numpycnn.io import save_model
-
         path = Path(self.path.format(epoch=epoch + 1, **(logs or {})))
         path.parent.mkdir(parents=True, exist_ok=True)
         save_model(self.trainer.model, path)
@@ -314,8 +313,6 @@ class TrainingCheckpoint(Callback):
         self.run = None if run is None else dict(run)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        from numpycnn.io import save_checkpoint
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         trainer = self.trainer
         state = training_state(trainer)
@@ -369,8 +366,6 @@ def training_state(trainer: Trainer) -> dict[str, Any]:
 
 def restore_training_state(trainer: Trainer, path: str | os.PathLike) -> tuple[int, dict[str, Any]]:
     """Load a ``TrainingCheckpoint`` into ``trainer``; return the epoch to start from and callback states."""
-    from numpycnn.io import load_checkpoint
-
     if not Path(path).is_file():
         fail("fit", "resume_from", "an existing checkpoint file", str(path), error=FileNotFoundError,
              hint="Train with callbacks=[TrainingCheckpoint(path)] to write one.")
