@@ -143,3 +143,13 @@ def test_model_training_and_files_keep_their_order():
     for module in below_model:
         assert "numpycnn.model" not in {name for name, _, _ in GRAPH[module]}, module
         assert "numpycnn.io" not in {name for name, _, _ in GRAPH[module]}, module
+
+
+def test_one_pair_helper_outside_functional():
+    """``_checks.int_pair`` reads a size or pair, ``_checks.pair_config`` writes one; ``functional/`` keeps its
+    own because it imports nothing of the project."""
+    helpers = [f"{module}.{node.name}" for module, path in MODULES.items()
+               if not module.startswith("numpycnn.functional")
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "pair" in node.name.lower()]
+    assert sorted(helpers) == ["numpycnn._checks.int_pair", "numpycnn._checks.pair_config"]

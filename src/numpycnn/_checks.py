@@ -39,6 +39,12 @@ def int_pair(owner: str, name: str, value: Any, minimum: int = 1) -> tuple[int, 
     return (v, v)
 
 
+def pair_config(pair: tuple[int, int]) -> int | list[int]:
+    """A pair as a layer's configuration records it: one int when both agree (``3``), else ``[h, w]``. The
+    inverse of :func:`int_pair`; these two are the project's only pair helpers outside ``functional/``."""
+    return pair[0] if pair[0] == pair[1] else [pair[0], pair[1]]
+
+
 def real_in_range(owner: str, name: str, value: Any, low: float, high: float,
                   low_inclusive: bool = True, high_inclusive: bool = True) -> float:
     """Return ``value`` as a float if it lies in the given interval, else raise."""

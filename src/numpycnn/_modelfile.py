@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from numpycnn._checks import int_pair
 from numpycnn._files import atomic_write
 from numpycnn.errors import ModelFileError
 from numpycnn.layers.base import LAYER_REGISTRY, unknown_layer_message
@@ -339,9 +340,13 @@ def _check_config_values(where: str, path: Any, config: dict[str, Any], supplied
             raise _error(path, f"{where}: argument {key}={value!r:.100} is larger than its tensors allow.")
 
 
-def _pair(value: Any) -> list[int] | None:
-    dims = [value, value] if _is_int(value) else value
-    return dims if isinstance(dims, list) and len(dims) == 2 and all(_is_int(d) for d in dims) else None
+def _size_or_none(value: Any) -> list[int] | None:
+    """``value`` (a size or a pair in a file's configuration) as ``[h, w]``, or None if it is not one; the
+    layer's constructor then says what is wrong."""
+    try:
+        return list(int_pair("architecture", "pair", value, minimum=0))
+    except (TypeError, ValueError):
+        return None
 
 
 def _implied_shapes(layer_type: str, c: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
@@ -351,7 +356,7 @@ def _implied_shapes(layer_type: str, c: dict[str, Any]) -> dict[str, tuple[int, 
         shapes = {"weight": (c["out_features"], c["in_features"])}
         return {**shapes, "bias": (c["out_features"],)} if c.get("bias", True) is not False else shapes
     if layer_type == "Conv2D" and _is_int(c.get("in_channels")) and _is_int(c.get("out_channels")):
-        kernel = _pair(c.get("kernel_size"))
+        kernel = _size_or_none(c.get("kernel_size"))
         if kernel is None:
             return None
         shapes = {"weight": (c["out_channels"], c["in_channels"], *kernel)}

@@ -44,10 +44,7 @@ class _Pool2D(Layer):
         return (size[0] - kh) // sh + 1, (size[1] - kw) // sw + 1
 
     def get_config(self) -> dict[str, Any]:
-        def pair(p: tuple[int, int]) -> int | list[int]:
-            return p[0] if p[0] == p[1] else list(p)
-
-        return {"kernel_size": pair(self.kernel_size), "stride": pair(self.stride)}
+        return {"kernel_size": _checks.pair_config(self.kernel_size), "stride": _checks.pair_config(self.stride)}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
