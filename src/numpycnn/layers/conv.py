@@ -203,10 +203,8 @@ class Conv2D(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
-            raise ValueError(f"Conv2D: expected per-sample input shape (C, H, W), got {tuple(input_shape)}.")
+            _checks.fail("Conv2D", "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
         if self.in_channels is not None and input_shape[0] != self.in_channels:
-            raise ValueError(
-                f"Conv2D: expected {self.in_channels} input channels, "
-                f"got per-sample shape {tuple(input_shape)}."
-            )
+            _checks.fail("Conv2D", "input_shape", f"a per-sample shape with {self.in_channels} input channels",
+                         tuple(input_shape))
         return (self.out_channels, *self._check_fits(input_shape[1:], input_shape))

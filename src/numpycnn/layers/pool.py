@@ -48,9 +48,7 @@ class _Pool2D(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
-            raise ValueError(
-                f"{self.name}: expected per-sample input shape (C, H, W), got {tuple(input_shape)}."
-            )
+            _checks.fail(self.name, "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
         return (input_shape[0], *self._spatial_out(input_shape[1:], input_shape))
 
 
@@ -156,7 +154,5 @@ class GlobalAvgPool2D(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
-            raise ValueError(
-                f"{self.name}: expected per-sample input shape (C, H, W), got {tuple(input_shape)}."
-            )
+            _checks.fail(self.name, "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
         return (input_shape[0],)
