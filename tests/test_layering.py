@@ -19,7 +19,8 @@ TIERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("numpycnn.datasets", "numpycnn.images", "numpycnn.augment", "numpycnn.schedules", "numpycnn.runs",
               "numpycnn.profiling")),
     ("layers", ("numpycnn.layers", "numpycnn.losses", "numpycnn.gradcheck", "numpycnn.plan", "numpycnn.reference")),
-    ("training", ("numpycnn._modelfile", "numpycnn.callbacks", "numpycnn.distributed", "numpycnn.training")),
+    ("training", ("numpycnn._modelfile", "numpycnn.callbacks", "numpycnn.resume", "numpycnn.distributed",
+                  "numpycnn.training")),
     ("model", ("numpycnn.model",)),
     ("above the model", ("numpycnn.io", "numpycnn.optim", "numpycnn.models", "numpycnn.interchange",
                          "numpycnn.pretrained")),
@@ -139,7 +140,8 @@ def test_functional_imports_nothing_of_the_project():
 
 def test_model_training_and_files_keep_their_order():
     """The cycle this rule replaced: model -> training -> callbacks -> io -> model."""
-    below_model = ("numpycnn.training", "numpycnn.callbacks", "numpycnn.distributed", "numpycnn._modelfile")
+    below_model = ("numpycnn.training", "numpycnn.callbacks", "numpycnn.resume", "numpycnn.distributed",
+                   "numpycnn._modelfile")
     for module in below_model:
         assert "numpycnn.model" not in {name for name, _, _ in GRAPH[module]}, module
         assert "numpycnn.io" not in {name for name, _, _ in GRAPH[module]}, module

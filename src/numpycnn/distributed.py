@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from numpycnn.callbacks import generator_from_state, generator_state, restore_training_state
 from numpycnn.layers.base import iter_parameters
+from numpycnn.resume import generator_from_state, generator_state, restore_training_state
 
 if TYPE_CHECKING:
     from numpycnn.model import Sequential

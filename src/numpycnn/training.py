@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from numpycnn._checks import fail, positive_int, real_in_range
-from numpycnn.callbacks import HISTORY_KEYS, Callback, History, callback_keys, restore_training_state
+from numpycnn.callbacks import HISTORY_KEYS, Callback, History, callback_keys
 from numpycnn.distributed import data_parallel
 from numpycnn.errors import TrainingError
 from numpycnn.functional.activations import softmax_forward
 from numpycnn.losses import CrossEntropyLoss
+from numpycnn.resume import restore_training_state, training_state
 
 if TYPE_CHECKING:
     from numpycnn.model import Sequential
@@ -303,6 +304,10 @@ class Trainer:
         self.first_loss, self.loss_limit = math.nan, math.inf
         #: The processes training this model together (:class:`numpycnn.distributed.DataParallel`), or None.
         self.dist: Any = None
+
+    def training_state(self) -> dict[str, Any]:
+        """This run's state as JSON values, for a checkpoint (:func:`numpycnn.resume.training_state`)."""
+        return training_state(self)
 
     @property
     def hooks(self) -> list[Callback]:
