@@ -59,11 +59,10 @@ class Sequential:
         self.layers: list[Layer] = list(layers)  # type: ignore[arg-type]
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
-                hint = (f" Did you mean {layer.__name__}()? Layers are instances."
+                hint = (f"Did you mean {layer.__name__}()? Layers are instances."
                         if isinstance(layer, type) and issubclass(layer, Layer) else "")
-                raise TypeError(
-                    f"Sequential: every element of `layers` must be a Layer. Got {type(layer).__name__} at index {i}."
-                    + hint)
+                _checks.fail("Sequential", f"layers[{i}]", "a Layer", layer, hint, error=TypeError,
+                             got=f"a {type(layer).__name__}")
         self.input_shape: tuple[int, ...] | None = tuple(int(d) for d in input_shape) if input_shape else None
         #: Whether :meth:`plan` may run pairs of layers as one fused operation (:data:`numpycnn.plan.FUSIONS`).
         self.fuse = bool(fuse)
@@ -151,10 +150,8 @@ class Sequential:
         for name, target in own.items():
             source = np.asarray(state[name])
             if source.shape != target.shape:
-                raise ValueError(
-                    f"Sequential.load_state_dict: tensor {name!r} must have shape {target.shape}. "
-                    f"Got {source.shape}."
-                )
+                _checks.fail("Sequential.load_state_dict", f"state[{name!r}]", f"an array of shape {target.shape}",
+                             source, got=f"shape {source.shape}")
             target[...] = source
 
     def astype(self, dtype: Any) -> Sequential:
