@@ -137,8 +137,8 @@ def test_errors():
         LeakyReLU(-0.1)
     with pytest.raises(TypeError, match=r"LeakyReLU: `negative_slope` must be a real number\. Got 'a'\."):
         LeakyReLU("a")
-    with pytest.raises(ValueError, match=r"Softmax: expected input with at least 2 dimensions \(N, K\), "
-                                         r"got shape \(5,\)\. Use x\[None\]"):
+    with pytest.raises(ValueError, match=r"Softmax: `x` must be an array of at least 2 dimensions \(N, K\)\. "
+                                         r"Got shape \(5,\)\. Use x\[None\]"):
         Softmax().forward(np.zeros(5))
     with pytest.raises(TypeError, match=r"ReLU: input must be a real-valued array\. Got dtype"):
         ReLU().forward(np.array([["a"]]))

@@ -15,8 +15,6 @@ from numpycnn.callbacks import (
     LearningRateScheduler,
     ModelCheckpoint,
     TrainingCheckpoint,
-    generator_from_state,
-    generator_state,
 )
 from numpycnn.datasets import load
 from numpycnn.io import load_model
@@ -24,6 +22,7 @@ from numpycnn.layers import BatchNorm1D, Dense, Dropout, Flatten, ReLU
 from numpycnn.model import Sequential
 from numpycnn.models import deep_cnn
 from numpycnn.optim import SGD, Adam
+from numpycnn.resume import generator_from_state, generator_state
 from numpycnn.schedules import StepLR
 from numpycnn.training import fit
 
@@ -238,19 +237,19 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one_bit_for_bit(tm
 
 def test_resume_reaches_different_weights_without_the_generator_states(tmp_path, monkeypatch):
     """The check above can fail: resuming without restoring the shuffle generator changes the result."""
-    import numpycnn.callbacks as callbacks
+    import numpycnn.resume as resume
 
     straight, _, _ = resumable_run(tmp_path / "a.safetensors")
     with pytest.raises(KeyboardInterrupt):
         resumable_run(tmp_path / "b.safetensors", crash_at=1)
-    original = callbacks.generator_from_state
+    original = resume.generator_from_state
     calls = []
 
     def forgetful(text):
         calls.append(text)
         return np.random.default_rng(99) if len(calls) == 1 else original(text)
 
-    monkeypatch.setattr(callbacks, "generator_from_state", forgetful)
+    monkeypatch.setattr(resume, "generator_from_state", forgetful)
     resumed, _, _ = resumable_run(tmp_path / "b.safetensors", resume=True)
     assert not same(snapshot(straight), snapshot(resumed))
 

@@ -325,18 +325,19 @@ def test_constructor_errors(kwargs, error, message):
 
 def test_input_errors_name_the_layer_and_shapes():
     layer = Conv2D(3, 4, 5, padding=1, rng=0)
-    with pytest.raises(ValueError, match=r"Conv2D: expected 4D input \(N, C, H, W\), got shape \(28, 28\)\. "
+    with pytest.raises(ValueError, match=r"Conv2D: `x` must be a 4D array \(N, C, H, W\)\. Got shape \(28, 28\)\. "
                                          r"Use x\[None, None\]"):
         layer.forward(np.zeros((28, 28), np.float32))
-    with pytest.raises(ValueError, match=r"Conv2D: expected 3 input channels \(axis 1\), got input of shape "
-                                         r"\(2, 1, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"Conv2D: `x` must be an array with 3 input channels on axis 1\. "
+                                         r"Got shape \(2, 1, 8, 8\)"):
         layer.forward(np.zeros((2, 1, 8, 8), np.float32))
     with pytest.raises(ValueError, match=r"Conv2D: kernel \(5, 5\) is larger than the padded input \(4, 9\) "
                                          r"for input of shape \(2, 3, 2, 7\)"):
         layer.forward(np.zeros((2, 3, 2, 7), np.float32))
     with pytest.raises(ValueError, match=r"Conv2D: kernel \(5, 5\) is larger than the padded input \(4, 4\)"):
         layer.output_shape((3, 2, 2))
-    with pytest.raises(ValueError, match=r"Conv2D: expected 3 input channels, got per-sample shape \(1, 9, "):
+    with pytest.raises(ValueError, match=r"Conv2D: `input_shape` must be a per-sample shape with 3 input "
+                                         r"channels\. Got \(1, 9, "):
         layer.output_shape((1, 9, 9))
     with pytest.raises(RuntimeError, match=r"Conv2D: backward\(\) called before forward\(\)"):
         Conv2D(1, 1, 1).backward(np.zeros((1, 1, 2, 2), np.float32))

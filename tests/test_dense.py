@@ -95,13 +95,13 @@ def test_input_not_mutated():
 
 def test_errors():
     layer = Dense(12, 3)
-    with pytest.raises(ValueError, match=r"expected 2D input \(N, features\), got shape \(2, 3, 2, 2\)\. "
+    with pytest.raises(ValueError, match=r"`x` must be a 2D array \(N, features\)\. Got shape \(2, 3, 2, 2\)\. "
                                          r"Put a Flatten\(\) layer before it"):
         layer.forward(np.zeros((2, 3, 2, 2)))
-    with pytest.raises(ValueError, match=r"Dense: expected 12 input features \(axis 1\), "
-                                         r"got input of shape \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"Dense: `x` must be an array with 12 input features on axis 1\. "
+                                         r"Got shape \(2, 5\)"):
         layer.forward(np.zeros((2, 5)))
-    with pytest.raises(ValueError, match=r"got shape \(12,\)\. Use x\[None\] for a single sample"):
+    with pytest.raises(ValueError, match=r"Got shape \(12,\)\. Use x\[None\] for a single sample"):
         layer.forward(np.zeros(12))
     with pytest.raises(ValueError, match=r"Put a Flatten\(\) layer before it"):
         layer.output_shape((3, 2, 2))

@@ -60,7 +60,7 @@ def test_sequential_takes_layers_as_arguments_or_as_one_list():
     layers = [Flatten(), Dense(4, 2)]
     assert Sequential(*layers).layers == Sequential(layers).layers == layers
     assert Sequential(layers, (1, 2, 2)).input_shape == (1, 2, 2)  # the old positional form
-    with pytest.raises(TypeError, match=r"Got type at index 0. Did you mean ReLU\(\)\?"):
+    with pytest.raises(TypeError, match=r"`layers\[0\]` must be a Layer\. Got a type\. Did you mean ReLU\(\)\?"):
         Sequential(ReLU, Dense(2, 2))
 
 

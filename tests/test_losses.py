@@ -116,12 +116,12 @@ def test_cross_entropy_errors():
         loss.forward(z, np.array([1, 2, 10, 3]))
     with pytest.raises(ValueError, match=r"`targets` must be class labels in \[0, 10\).* Got -1\."):
         loss.forward(z, np.array([1, -1, 0, 3]))
-    with pytest.raises(ValueError, match=r"expected targets of shape \(4,\) or \(4, 10\) for logits of shape "
-                                         r"\(4, 10\), got shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"`targets` must be of shape \(4,\) or \(4, 10\) for logits of shape "
+                                         r"\(4, 10\)\. Got shape \(3,\)"):
         loss.forward(z, np.array([1, 2, 3]))
-    with pytest.raises(ValueError, match=r"got shape \(4, 9\)"):
+    with pytest.raises(ValueError, match=r"Got shape \(4, 9\)"):
         loss.forward(z, np.zeros((4, 9)))
-    with pytest.raises(ValueError, match=r"expected 2D logits \(N, K\), got shape \(10,\)\. "
+    with pytest.raises(ValueError, match=r"`logits` must be a 2D array \(N, K\)\. Got shape \(10,\)\. "
                                          r"Use logits\[None\]"):
         loss.forward(np.zeros(10), np.array([1]))
     with pytest.raises(TypeError, match=r"`targets` must be integer class labels when 1D\. "
@@ -154,8 +154,8 @@ def test_mse_gradcheck_and_errors():
     loss = MSELoss()
     loss.forward(pred, target)
     np.testing.assert_allclose(loss.backward(), numeric_grad(MSELoss(), pred.copy(), target), rtol=1e-7)
-    with pytest.raises(ValueError, match=r"MSELoss: expected target of the prediction's shape \(3, 2\), "
-                                         r"got \(3,\)"):
+    with pytest.raises(ValueError, match=r"MSELoss: `target` must be of the prediction's shape \(3, 2\)\. "
+                                         r"Got shape \(3,\)"):
         loss.forward(pred, target[:, 0])
     with pytest.raises(RuntimeError, match=r"MSELoss: backward\(\) called before forward\(\)"):
         MSELoss().backward()

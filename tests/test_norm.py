@@ -135,17 +135,17 @@ def test_inputs_not_mutated(training):
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"BatchNorm2D: expected 3 channels \(axis 1\), got input of shape "
+    with pytest.raises(ValueError, match=r"BatchNorm2D: `x` must be an array with 3 channels on axis 1\. Got shape "
                                          r"\(2, 4, 5, 5\)"):
         BatchNorm2D(3).forward(np.zeros((2, 4, 5, 5)))
-    with pytest.raises(ValueError, match=r"BatchNorm2D: expected 4D input \(N, C, H, W\), "
-                                         r"got shape \(3, 5, 5\)"):
+    with pytest.raises(ValueError, match=r"BatchNorm2D: `x` must be a 4D array \(N, C, H, W\)\. "
+                                         r"Got shape \(3, 5, 5\)"):
         BatchNorm2D(3).forward(np.zeros((3, 5, 5)))
-    with pytest.raises(ValueError, match=r"BatchNorm1D: expected 2D input \(N, C\), "
-                                         r"got shape \(2, 3, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"BatchNorm1D: `x` must be a 2D array \(N, C\)\. "
+                                         r"Got shape \(2, 3, 4, 4\)"):
         BatchNorm1D(3).forward(np.zeros((2, 3, 4, 4)))
-    with pytest.raises(ValueError, match=r"BatchNorm1D: expected more than 1 value per channel in training, "
-                                         r"got input of shape \(1, 3\)"):
+    with pytest.raises(ValueError, match=r"BatchNorm1D: `x` must be an array with more than 1 value per channel in "
+                                         r"training\. Got shape \(1, 3\)"):
         BatchNorm1D(3).forward(np.zeros((1, 3)))
     assert BatchNorm1D(3).forward(np.zeros((1, 3)), training=False).shape == (1, 3)
     with pytest.raises(ValueError, match=r"BatchNorm2D: `momentum` must be in \[0\.0, 1\.0\]\. Got 1\.5\."):
@@ -154,7 +154,7 @@ def test_errors():
         BatchNorm1D(3, eps=0)
     with pytest.raises(ValueError, match=r"BatchNorm2D: `num_features` must be an integer >= 1\. Got 0\."):
         BatchNorm2D(0)
-    with pytest.raises(ValueError, match=r"BatchNorm2D: expected per-sample input shape"):
+    with pytest.raises(ValueError, match=r"BatchNorm2D: `input_shape` must be a per-sample shape"):
         BatchNorm2D(3).output_shape((4, 5, 5))
     with pytest.raises(RuntimeError, match=r"BatchNorm1D: backward\(\) called before forward\(\)"):
         BatchNorm1D(3).backward(np.zeros((2, 3)))

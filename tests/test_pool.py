@@ -169,7 +169,7 @@ def test_errors(cls):
         cls(0)
     with pytest.raises(TypeError, match=rf"{name}: `stride` must be an integer >= 1. Got 1.5."):
         cls(2, 1.5)
-    with pytest.raises(ValueError, match=rf"{name}: expected 4D input \(N, C, H, W\), got shape "
+    with pytest.raises(ValueError, match=rf"{name}: `x` must be a 4D array \(N, C, H, W\)\. Got shape "
                                          r"\(3, 8, 8\)\. Use x\[:, None\]"):
         cls(2).forward(np.zeros((3, 8, 8)))
     with pytest.raises(ValueError, match=rf"{name}: kernel \(3, 3\) is larger than the input \(2, 5\) "
@@ -182,7 +182,7 @@ def test_errors(cls):
 
 
 def test_global_avg_pool_errors():
-    with pytest.raises(ValueError, match=r"GlobalAvgPool2D: expected 4D input \(N, C, H, W\), got shape "
+    with pytest.raises(ValueError, match=r"GlobalAvgPool2D: `x` must be a 4D array \(N, C, H, W\)\. Got shape "
                                          r"\(4, 5\)"):
         GlobalAvgPool2D().forward(np.zeros((4, 5)))
     with pytest.raises(RuntimeError, match=r"GlobalAvgPool2D: backward\(\) called before forward\(\)"):

@@ -234,12 +234,12 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path, capsys, monk
 
 
 def test_ctrl_c_during_the_first_checkpoint_write_claims_nothing(tmp_path, capsys, monkeypatch):
-    from numpycnn import io
+    from numpycnn import callbacks
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(io, "save_checkpoint", interrupted)
+    monkeypatch.setattr(callbacks, "save_checkpoint", interrupted)
     assert train(tmp_path / "run") == 130
     err = capsys.readouterr().err
     assert "No epoch was complete" in err and "is saved" not in err

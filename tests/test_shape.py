@@ -44,8 +44,8 @@ def test_non_contiguous_input_and_no_mutation():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"Flatten: expected input with a batch axis, \(N, \.\.\.\), "
-                                         r"got shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"Flatten: `x` must be an array with a batch axis, \(N, \.\.\.\)\. "
+                                         r"Got shape \(5,\)"):
         Flatten().forward(np.zeros(5))
     with pytest.raises(RuntimeError, match=r"Flatten: backward\(\) called before forward\(\)"):
         Flatten().backward(np.zeros((1, 1)))

@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 
 
-def fail(owner: str, name: str, expectation: str, value: Any, hint: str = "", error: type = ValueError):
-    """Raise ``error`` with the house message template."""
-    message = f"{owner}: `{name}` must be {expectation}. Got {value!r}."
+def fail(owner: str, name: str, expectation: str, value: Any, hint: str = "", error: type = ValueError, *,
+         got: str | None = None):
+    """Raise ``error`` with the house message template; ``got`` describes the value instead of its ``repr``
+    (``"shape (28, 28)"`` for an array)."""
+    message = f"{owner}: `{name}` must be {expectation}. Got {repr(value) if got is None else got}."
     if hint:
         message += f" {hint}"
     raise error(message)
@@ -37,6 +39,12 @@ def int_pair(owner: str, name: str, value: Any, minimum: int = 1) -> tuple[int, 
         return (positive_int(owner, name, value[0], minimum), positive_int(owner, name, value[1], minimum))
     v = positive_int(owner, name, value, minimum)
     return (v, v)
+
+
+def pair_config(pair: tuple[int, int]) -> int | list[int]:
+    """A pair as a layer's configuration records it: one int when both agree (``3``), else ``[h, w]``. The
+    inverse of :func:`int_pair`; these two are the project's only pair helpers outside ``functional/``."""
+    return pair[0] if pair[0] == pair[1] else [pair[0], pair[1]]
 
 
 def real_in_range(owner: str, name: str, value: Any, low: float, high: float,
@@ -79,7 +87,7 @@ def input_ndim(owner: str, x: np.ndarray, ndim: int, layout: str) -> None:
         hint = " Use x[None] for a single sample."
     elif layout == "(N, features)" and x.ndim > 2:
         hint = " Put a Flatten() layer before it."
-    raise ValueError(f"{owner}: expected {ndim}D input {layout}, got shape {tuple(x.shape)}.{hint}")
+    fail(owner, "x", f"a {ndim}D array {layout}", x, hint.strip(), got=f"shape {tuple(x.shape)}")
 
 
 def input_size(owner: str, x: np.ndarray, axis: int, expected: int, what: str) -> None:
@@ -89,9 +97,8 @@ def input_size(owner: str, x: np.ndarray, axis: int, expected: int, what: str) -
         if x.ndim == 4 and axis == 1 and x.shape[-1] == expected:
             hint = (" The input looks channels-last (N, H, W, C); numpycnn takes (N, C, H, W): use "
                     "x.transpose(0, 3, 1, 2).")
-        raise ValueError(
-            f"{owner}: expected {expected} {what} (axis {axis}), got input of shape {tuple(x.shape)}.{hint}"
-        )
+        fail(owner, "x", f"an array with {expected} {what} on axis {axis}", x, hint.strip(),
+             got=f"shape {tuple(x.shape)}")
 
 
 def float_dtype(owner: str, dtype: Any) -> np.dtype:

@@ -7,12 +7,12 @@ Each callback sees the running ``fit`` as ``self.trainer`` (:class:`numpycnn.tra
 
 ``TrainingCheckpoint`` and ``fit(..., resume_from=path)`` make training resumable bit for bit: the checkpoint
 holds the weights and buffers, the optimiser state, the shuffle and augmentation generators, every layer's
-generator (dropout), the history, the epoch and the state of the other callbacks.
+generator (dropout), the history, the epoch and the state of the other callbacks (:mod:`numpycnn.resume`
+writes and restores that state).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -22,15 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from numpycnn._checks import fail, positive_int, real_in_range
-from numpycnn.errors import ModelFileError
+from numpycnn._modelfile import save_checkpoint, save_model
 
 if TYPE_CHECKING:
     from numpycnn.training import Trainer
-
-#: The bit generators a checkpoint may name; a file can never make us build anything else.
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
-_STATE_FORMAT, _STATE_VERSION = "numpycnn.training_state", 1
-
 
 #: The per-epoch lists every ``History`` holds (the ``val_`` lists stay empty without validation data).
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -246,8 +241,6 @@ class ModelCheckpoint(_Monitor):
             if not self._improved(value):
                 return
             self.best = value
-        from numpycnn.io import save_model
-
         path = Path(self.path.format(epoch=epoch + 1, **(logs or {})))
         path.parent.mkdir(parents=True, exist_ok=True)
         save_model(self.trainer.model, path)
@@ -314,84 +307,9 @@ class TrainingCheckpoint(Callback):
         self.run = None if run is None else dict(run)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        from numpycnn.io import save_checkpoint
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         trainer = self.trainer
-        state = training_state(trainer)
+        state = trainer.training_state()
         if self.run is not None:
             state["run"] = self.run
         save_checkpoint(self.path, trainer.model, trainer.optimizer, state)
-
-
-# -- training state ------------------------------------------------------------------------------------------
-def generator_state(rng: np.random.Generator) -> str:
-    """The bit generator's state as a JSON string (so its 128-bit integers survive any JSON reader)."""
-    return json.dumps(rng.bit_generator.state)
-
-
-def generator_from_state(text: str) -> np.random.Generator:
-    """A new ``Generator`` in the state :func:`generator_state` recorded; builds known bit generators only."""
-    try:
-        state = json.loads(text)
-        name = state["bit_generator"]
-    except (TypeError, ValueError, KeyError):
-        raise ModelFileError(f"checkpoint: a random-generator state is malformed: {text!r:.80}") from None
-    if name not in _BIT_GENERATORS:
-        raise ModelFileError(f"checkpoint: unknown bit generator {name!r}; expected one of "
-                             f"{_BIT_GENERATORS}.")
-    bit_generator = getattr(np.random, name)()
-    try:
-        bit_generator.state = state
-    except (TypeError, ValueError, KeyError) as err:
-        raise ModelFileError(f"checkpoint: cannot restore the {name} state: {err}") from None
-    return np.random.Generator(bit_generator)
-
-
-def training_state(trainer: Trainer) -> dict[str, Any]:
-    """The JSON-serialisable state of a running ``fit``, stored in a checkpoint's metadata."""
-    layers = trainer.model.layers
-    return {
-        "format": _STATE_FORMAT,
-        "version": _STATE_VERSION,
-        "epoch": trainer.epoch,
-        "epochs": trainer.epochs,
-        "base_lr": trainer.base_lr,
-        "stop_training": bool(trainer.stop_training),
-        "history": trainer.history.to_dict(),
-        "rng": {"shuffle": generator_state(trainer.rng), "augment": generator_state(trainer.augment_rng)},
-        "layer_rng": {str(i): generator_state(layer.rng) for i, layer in enumerate(layers)
-                      if isinstance(getattr(layer, "rng", None), np.random.Generator)},
-        "callbacks": {key: cb.state_dict()
-                      for key, cb in zip(callback_keys(trainer.callbacks), trainer.callbacks, strict=True)},
-    }
-
-
-def restore_training_state(trainer: Trainer, path: str | os.PathLike) -> tuple[int, dict[str, Any]]:
-    """Load a ``TrainingCheckpoint`` into ``trainer``; return the epoch to start from and callback states."""
-    from numpycnn.io import load_checkpoint
-
-    if not Path(path).is_file():
-        fail("fit", "resume_from", "an existing checkpoint file", str(path), error=FileNotFoundError,
-             hint="Train with callbacks=[TrainingCheckpoint(path)] to write one.")
-    state = load_checkpoint(path, trainer.model, trainer.optimizer)
-    if not isinstance(state, dict) or (state.get("format"), state.get("version")) != (_STATE_FORMAT,
-                                                                                      _STATE_VERSION):
-        raise ModelFileError(f"checkpoint {str(path)!r}: not a numpycnn training state of version "
-                             f"{_STATE_VERSION}.")
-    try:
-        trainer.rng = generator_from_state(state["rng"]["shuffle"])
-        trainer.augment_rng = generator_from_state(state["rng"]["augment"])
-        for index, text in state["layer_rng"].items():
-            layer = trainer.model.layers[int(index)]
-            if not hasattr(layer, "rng"):
-                raise ModelFileError(f"checkpoint: layer {index} ({layer.name}) has no random generator.")
-            layer.rng = generator_from_state(text)
-        trainer.history = History.from_dict(state["history"])
-        trainer.base_lr = float(state["base_lr"])
-        start = trainer.epochs if state["stop_training"] else int(state["epoch"]) + 1
-    except (KeyError, IndexError, TypeError, ValueError) as err:
-        if isinstance(err, ModelFileError):
-            raise
-        raise ModelFileError(f"checkpoint {str(path)!r}: malformed training state ({err!r}).") from None
-    return start, state.get("callbacks", {})

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn._commands import fail as _fail
+from numpycnn._commands import load_model_file as _load_model
 from numpycnn.errors import DataError, ModelFileError, TrainingError
 from numpycnn.train_command import (  # noqa: F401  (re-exported)
     DATASETS,
@@ -257,31 +259,7 @@ def _out_of_memory(args: argparse.Namespace, err: MemoryError) -> str:
     return f"out of memory{f' ({detail})' if detail else ''}: {advice}."
 
 
-def _fail(command: str, err: BaseException, code: int) -> int:
-    """Print ``err`` as one line on stderr (the traceback too with ``NUMPYCNN_DEBUG=1``); return ``code``."""
-    if os.environ.get("NUMPYCNN_DEBUG"):
-        raise err
-    text = " ".join(str(err).split()) or type(err).__name__
-    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
-        text = f"{text}: {err.filename}"
-    print(f"numpycnn {command}: error: {text}", file=sys.stderr)
-    return code
-
-
 # -- evaluate, predict, summary, profile ---------------------------------------------------------------------
-def _load_model(path: Path) -> Any:
-    from numpycnn.io import load_model
-
-    if path.is_dir():
-        inside = path / "model.safetensors"
-        hint = (f"Did you mean {str(inside)!r}?" if inside.is_file()
-                else "Give the .safetensors file of a model, e.g. RUN/model.safetensors.")
-        raise ModelFileError(f"MODEL {str(path)!r} is a folder, not a model file. {hint}")
-    if not path.is_file():
-        raise ModelFileError(f"model file {str(path)!r} does not exist.")
-    return load_model(path)
-
-
 def _style(model: Any, requested: str | None) -> str:
     from numpycnn.images import style_for
 

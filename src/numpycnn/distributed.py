@@ -49,10 +49,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from numpycnn.model import Sequential, iter_parameters
+from numpycnn.layers.base import iter_parameters
+from numpycnn.resume import generator_from_state, generator_state, restore_training_state
 
 if TYPE_CHECKING:
-    from numpycnn.training import Batches, Trainer
+    from numpycnn.model import Sequential
+    from numpycnn.training import Trainer
 
 __all__ = ["MISSING_MPI", "DataParallel", "data_parallel"]
 
@@ -214,8 +216,6 @@ class DataParallel:
 
     def broadcast_generator(self, rng: np.random.Generator) -> np.random.Generator:
         """A generator in rank 0's state of ``rng`` (rank 0 gets ``rng`` itself back)."""
-        from numpycnn.callbacks import generator_from_state, generator_state
-
         text = self.broadcast_bytes(generator_state(rng).encode() if self.rank == 0 else None).decode()
         return rng if self.rank == 0 else generator_from_state(text)
 
@@ -251,14 +251,12 @@ class DataParallel:
         lo, hi = self.rank * n // self.size, (self.rank + 1) * n // self.size
         return validation[0][lo:hi], validation[1][lo:hi]
 
-    def evaluate(self, model: Sequential, batches: Batches, y: np.ndarray, loss: Any) -> dict[str, float]:
-        """Loss and accuracy over every rank's validation slice together (sums added with ``Allreduce``)."""
-        from numpycnn.training import _evaluate_batches
-
+    def combine_scores(self, scores: dict[str, float] | None, count: int) -> dict[str, float]:
+        """Loss and accuracy over every rank's validation slice together (sums added with ``Allreduce``), from
+        this rank's ``scores`` over its ``count`` samples (None when its slice is empty)."""
         sums = np.zeros(3, np.float64)  # loss sum, correct, count
-        if len(y):
-            scores = _evaluate_batches(model, batches, y, loss)
-            sums[:] = scores["loss"] * len(y), round(scores["accuracy"] * len(y)), len(y)
+        if count and scores is not None:
+            sums[:] = scores["loss"] * count, round(scores["accuracy"] * count), count
         self.comm.Allreduce(self.MPI.IN_PLACE, sums, op=self.MPI.SUM)
         return {"loss": float(sums[0] / sums[2]), "accuracy": float(sums[1] / sums[2])}
 
@@ -268,8 +266,6 @@ class DataParallel:
         """Check the data agree, restore ``resume_from`` (read by rank 0), then give every rank rank 0's model
         and generators, with per-rank dropout and augmentation streams. Returns what ``restore`` returns, or
         ``(None, None)`` without a checkpoint."""
-        from numpycnn.callbacks import restore_training_state
-
         self.check_batch_size(batch_size)
         self.check_same("the number of training images", n_train)
         self.check_same("the number of parameters", trainer.model.num_parameters())

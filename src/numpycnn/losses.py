@@ -82,13 +82,13 @@ class CrossEntropyLoss(_Loss):
     def _check(logits: np.ndarray, targets: np.ndarray) -> None:
         owner = "CrossEntropyLoss"
         if logits.ndim != 2:
-            hint = " Use logits[None] for a single sample." if logits.ndim == 1 else ""
-            raise ValueError(f"{owner}: expected 2D logits (N, K), got shape {tuple(logits.shape)}.{hint}")
+            hint = "Use logits[None] for a single sample." if logits.ndim == 1 else ""
+            _checks.fail(owner, "logits", "a 2D array (N, K)", logits, hint, got=f"shape {tuple(logits.shape)}")
         n, k = logits.shape
         if targets.ndim == 1:
             if targets.shape[0] != n:
-                raise ValueError(f"{owner}: expected targets of shape ({n},) or ({n}, {k}) for logits "
-                                 f"of shape {(n, k)}, got shape {tuple(targets.shape)}.")
+                _checks.fail(owner, "targets", f"of shape ({n},) or ({n}, {k}) for logits of shape {(n, k)}",
+                             targets, got=f"shape {tuple(targets.shape)}")
             if targets.dtype.kind not in "iu":
                 _checks.fail(owner, "targets", "integer class labels when 1D", f"dtype {targets.dtype}",
                              hint="Use targets.astype(np.int64).", error=TypeError)
@@ -97,8 +97,8 @@ class CrossEntropyLoss(_Loss):
                 _checks.fail(owner, "targets", f"class labels in [0, {k}) for logits of shape {(n, k)}",
                              int(bad[0]))
         elif targets.shape != (n, k):
-            raise ValueError(f"{owner}: expected targets of shape ({n},) or ({n}, {k}) for logits of shape "
-                             f"{(n, k)}, got shape {tuple(targets.shape)}.")
+            _checks.fail(owner, "targets", f"of shape ({n},) or ({n}, {k}) for logits of shape {(n, k)}", targets,
+                         got=f"shape {tuple(targets.shape)}")
 
 
 class MSELoss(_Loss):
@@ -126,10 +126,8 @@ class MSELoss(_Loss):
         pred = _checks.as_float_array("MSELoss", pred)
         target = np.asarray(target)
         if target.shape != pred.shape:
-            raise ValueError(
-                f"MSELoss: expected target of the prediction's shape {tuple(pred.shape)}, "
-                f"got {tuple(target.shape)}."
-            )
+            _checks.fail("MSELoss", "target", f"of the prediction's shape {tuple(pred.shape)}", target,
+                         got=f"shape {tuple(target.shape)}")
         loss, self.cache = F.mse_forward(pred, target)
         return loss
 

@@ -1,38 +1,27 @@
 """``Sequential``: a list of layers run in order, forward and then backward.
 
 Training (``fit``, ``evaluate``, ``predict``) lives in :mod:`numpycnn.training`; model files in :mod:`numpycnn.io`.
+The methods of the same names are conveniences that call them: :mod:`numpycnn.training` and
+:mod:`numpycnn._modelfile` never import this module (only its type, for annotations), so the imports stay one
+way (docs/design.md, "Layering").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks
-from numpycnn.layers.base import LAYER_REGISTRY, Layer, unknown_layer_message
+from numpycnn import _checks, training
+from numpycnn._modelfile import save_model
+from numpycnn.layers.base import LAYER_REGISTRY, Layer, iter_parameters, unknown_layer_message
 from numpycnn.plan import ExecutionPlan
 
 #: Layers after which a weight layer is initialised for a rectifier (He/Kaiming); Glorot otherwise.
 _RECTIFIERS = ("ReLU", "LeakyReLU")
 #: Layers that may stand between a weight layer and its activation without changing the choice.
 _TRANSPARENT = ("BatchNorm1D", "BatchNorm2D", "MaxPool2D", "AvgPool2D", "Dropout", "Flatten")
-
-
-def iter_parameters(model: Sequential | Sequence[Layer]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Yield ``(name, value, grad)`` for every trainable parameter, named as in PyTorch (``"0.weight"``)."""
-    layers = model.layers if isinstance(model, Sequential) else list(model)
-    for i, layer in enumerate(layers):
-        for key in layer.params:
-            grad = layer.grads.get(key)
-            if grad is None or np.shape(grad) != np.shape(layer.params[key]):
-                _checks.fail(f"{layer.name} (layer {i})", f"grads[{key!r}]",
-                             f"an array shaped like params[{key!r}] {np.shape(layer.params[key])}",
-                             None if grad is None else f"shape {np.shape(grad)}",
-                             hint=f"Create parameters with self.add_param({key!r}, array), which also "
-                                  "creates the gradient.", error=RuntimeError)
-            yield f"{i}.{key}", layer.params[key], grad
 
 
 class Sequential:
@@ -70,11 +59,10 @@ class Sequential:
         self.layers: list[Layer] = list(layers)  # type: ignore[arg-type]
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
-                hint = (f" Did you mean {layer.__name__}()? Layers are instances."
+                hint = (f"Did you mean {layer.__name__}()? Layers are instances."
                         if isinstance(layer, type) and issubclass(layer, Layer) else "")
-                raise TypeError(
-                    f"Sequential: every element of `layers` must be a Layer. Got {type(layer).__name__} at index {i}."
-                    + hint)
+                _checks.fail("Sequential", f"layers[{i}]", "a Layer", layer, hint, error=TypeError,
+                             got=f"a {type(layer).__name__}")
         self.input_shape: tuple[int, ...] | None = tuple(int(d) for d in input_shape) if input_shape else None
         #: Whether :meth:`plan` may run pairs of layers as one fused operation (:data:`numpycnn.plan.FUSIONS`).
         self.fuse = bool(fuse)
@@ -162,10 +150,8 @@ class Sequential:
         for name, target in own.items():
             source = np.asarray(state[name])
             if source.shape != target.shape:
-                raise ValueError(
-                    f"Sequential.load_state_dict: tensor {name!r} must have shape {target.shape}. "
-                    f"Got {source.shape}."
-                )
+                _checks.fail("Sequential.load_state_dict", f"state[{name!r}]", f"an array of shape {target.shape}",
+                             source, got=f"shape {source.shape}")
             target[...] = source
 
     def astype(self, dtype: Any) -> Sequential:
@@ -208,21 +194,15 @@ class Sequential:
     # -- training and files (implemented in numpycnn.training and numpycnn.io) -----------------------------------
     def fit(self, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> Any:
         """Train the model; see :func:`numpycnn.training.fit` for the arguments. Returns a ``History``."""
-        from numpycnn.training import fit
-
-        return fit(self, x, y, **kwargs)
+        return training.fit(self, x, y, **kwargs)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` on ``(x, y)``; see :func:`numpycnn.training.evaluate`."""
-        from numpycnn.training import evaluate
-
-        return evaluate(self, x, y, **kwargs)
+        return training.evaluate(self, x, y, **kwargs)
 
     def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
         """Class probabilities ``(N, classes)``; see :func:`numpycnn.training.predict`."""
-        from numpycnn.training import predict
-
-        return predict(self, x, **kwargs)
+        return training.predict(self, x, **kwargs)
 
     def predict_classes(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
         """The most probable class of each sample, ``(N,)`` int64."""
@@ -230,8 +210,6 @@ class Sequential:
 
     def save(self, path: Any) -> None:
         """Write the model as a safetensors file (atomically); see :func:`numpycnn.io.save_model`."""
-        from numpycnn.io import save_model
-
         save_model(self, path)
 
     # -- description --------------------------------------------------------------------------------------------

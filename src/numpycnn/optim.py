@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from numpycnn._checks import fail
-from numpycnn.layers.base import Layer
-from numpycnn.model import Sequential, iter_parameters
+from numpycnn.layers.base import Layer, iter_parameters
+from numpycnn.model import Sequential
 
 
 def _real(owner: str, name: str, value: Any, low: float, high: float = math.inf, high_inclusive: bool = False,

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    return int(value[0]), int(value[1])
+from numpycnn._checks import int_pair
 
 
 def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
@@ -29,7 +25,7 @@ def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int | tuple[int, int] = 1,
                    padding: int | tuple[int, int] = 0) -> np.ndarray:
     """By loops, :math:`y_{n,f,h,w} = b_f + \\sum_{c,i,j} w_{f,c,i,j} x^{pad}_{n,c,s_h h + i, s_w w + j}`."""
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    (sh, sw), (ph, pw) = int_pair("reference", "stride", stride), int_pair("reference", "padding", padding, 0)
     xp = _pad(x, ph, pw)
     N, C, Hp, Wp = xp.shape
     F, _, kh, kw = w.shape
@@ -54,7 +50,7 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int | 
         dx^{pad}_{n,:,window} \\mathrel{+}= dy_{n,f,h,w}\\, w_f, \\quad
         db_f \\mathrel{+}= dy_{n,f,h,w}
     """
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    (sh, sw), (ph, pw) = int_pair("reference", "stride", stride), int_pair("reference", "padding", padding, 0)
     xp = _pad(x, ph, pw)
     dxp = np.zeros_like(xp)
     dw = np.zeros_like(w, dtype=x.dtype)
@@ -76,8 +72,8 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int | 
 
 def _pool_sizes(x: np.ndarray, kernel_size: int | tuple[int, int],
                 stride: int | tuple[int, int] | None) -> tuple[int, int, int, int, int, int]:
-    kh, kw = _pair(kernel_size)
-    sh, sw = (kh, kw) if stride is None else _pair(stride)
+    kh, kw = int_pair("reference", "kernel_size", kernel_size)
+    sh, sw = (kh, kw) if stride is None else int_pair("reference", "stride", stride)
     H, W = x.shape[2:]
     return kh, kw, sh, sw, (H - kh) // sh + 1, (W - kw) // sw + 1
 

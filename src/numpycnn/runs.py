@@ -20,8 +20,11 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -206,3 +209,25 @@ class RunLock:
         if holder and holder.get("pid") == self.record["pid"] and holder.get("host") == self.record["host"]:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+
+
+# -- signals ------------------------------------------------------------------------------------------------
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM during training."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (``timeout``, ``docker stop``, Slurm) into :class:`Terminated` while training runs."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

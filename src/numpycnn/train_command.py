@@ -24,11 +24,14 @@ import math
 import numbers
 import os
 import sys
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from numpycnn import runs, train_distributed
+from numpycnn.runs import Terminated, terminate_as_interrupt
 
 MODELS = ("seed", "lenet5", "deep", "deep-plain", "deep-dropout")  # numpycnn.models.MODELS (tested to agree)
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
@@ -95,16 +98,12 @@ def run_train(args: argparse.Namespace) -> int:
     leaves the last complete checkpoint in place and prints the command that resumes it. With ``--distributed``
     under ``mpiexec`` process 0 runs this and the others follow it (:mod:`numpycnn.train_distributed`).
     """
-    from numpycnn import train_distributed
-
     if train_distributed.wanted(args):
-        return train_distributed.run(args, _run_train)
+        return train_distributed.run(args, _run_train, _follow)
     return _run_train(args, None)
 
 
 def _run_train(args: argparse.Namespace, dist: Any) -> int:
-    from numpycnn import runs
-
     config, out = train_config(args)
     say = (lambda *a: None) if args.quiet else print
     if args.out is None and not args.resume and not args.overwrite and runs.holds_run(out):
@@ -115,7 +114,7 @@ def _run_train(args: argparse.Namespace, dist: Any) -> int:
     created = not out.exists()
     lock = runs.RunLock(out)
     lock.acquire()
-    with _terminate_as_interrupt():
+    with terminate_as_interrupt():
         try:
             if args.resume:
                 config = resume_config(args, out)
@@ -131,8 +130,6 @@ def _run_train(args: argparse.Namespace, dist: Any) -> int:
 
 def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: Any, dist: Any = None) -> int:
     """The run itself, in the locked folder ``out``; ``dist`` is a distributed run's process 0."""
-    from numpycnn import runs
-
     train, test = (_load_split(config, split, args) for split in ("train", "test"))
     _check_split_sizes(config, len(train[1]))
     model = _build(config, train[0])
@@ -147,10 +144,8 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
         _write(out / "config.json", config)
     batch = f"batch {config['batch_size']}"
     if dist is not None:
-        from numpycnn.train_distributed import describe, send_settings
-
-        send_settings(dist, config, out)
-        batch += f" = {describe(dist, config['batch_size'])}"
+        train_distributed.send_settings(dist, config, out)
+        batch += f" = {train_distributed.describe(dist, config['batch_size'])}"
     say(f"Training {config['model']} on {len(train[1]):,} {config['dataset']} images for {config['epochs']} "
         f"epochs ({config['optimizer']}, lr {config['lr']:g}, {batch}) -> {out}")
     try:
@@ -164,9 +159,8 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
         if dist is None:
             print(f"\n{_interrupted(stop)}. {_what_is_saved(config, out)}", file=sys.stderr)
         else:  # the lock is released on the way out, then the job ends (the others may wait in a collective)
-            from numpycnn.train_distributed import what_is_saved
-
-            print(f"\n{_interrupted(stop)}. {what_is_saved(dist, out / 'checkpoint.safetensors')}", file=sys.stderr)
+            print(f"\n{_interrupted(stop)}. {_mpi_what_is_saved(dist, out / 'checkpoint.safetensors')}",
+                  file=sys.stderr)
             raise
         return 143 if isinstance(stop, Terminated) else 130
     except OSError as err:
@@ -186,30 +180,6 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
         f"{len(test[1]):,} images, {metrics['train_seconds']:.1f}s training, "
         f"{metrics['images_per_second']:,.0f} images/s). Files in {out}")
     return 0
-
-
-class Terminated(KeyboardInterrupt):
-    """Raised in the main thread when the process receives SIGTERM during training."""
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM (``timeout``, ``docker stop``, Slurm) into :class:`Terminated` while training runs."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupted(stop: BaseException) -> str:
@@ -467,3 +437,33 @@ def write_plots(model: Any, history: Any, test: tuple[Any, Any], out: Path) -> N
     plots.plot_misclassified(images[wrong], labels[wrong], predicted[wrong], names, out / "misclassified.png")
 
 
+# -- the other processes of a distributed run -----------------------------------------------------------
+def _follow(args: argparse.Namespace, dist: Any) -> int:
+    """A process other than 0: train with process 0's settings; print and write nothing."""
+    config, out = json.loads(dist.broadcast_bytes(None))
+    checkpoint = Path(out) / "checkpoint.safetensors"  # read by process 0 only
+    train = _load_split(config, "train", args)
+    _check_split_sizes(config, len(train[1]))
+    model = _build(config, train[0])
+    try:
+        with terminate_as_interrupt(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            model.fit(train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
+                      optimizer=_optimizer(config), validation_split=config["val_split"],
+                      callbacks=_callbacks(config, checkpoint), verbose=0, rng=config["seed"],
+                      augment=_augment(config), resume_from=checkpoint if args.resume else None,
+                      distributed=dist)
+    except KeyboardInterrupt as stop:  # every process got the signal; process 0 may be waiting in a collective
+        if dist.rank == 1:
+            print(f"\n{_interrupted(stop)}. {_mpi_what_is_saved(dist, checkpoint)}", file=sys.stderr, flush=True)
+        time.sleep(1.0)  # process 0 says it too if it can, then the job ends
+        dist.abort(143 if isinstance(stop, Terminated) else 130)
+    return 0
+
+
+def _mpi_what_is_saved(dist: Any, checkpoint: Path) -> str:
+    """The epoch the checkpoint holds (where this process can read it) and the command that goes on."""
+    saved = _saved_epoch(checkpoint)
+    if saved is None:
+        return f"No complete epoch is saved in {checkpoint}."
+    return (f"Epoch {saved} is saved in {checkpoint}; continue with:\n  mpiexec -n {dist.size} numpycnn train "
+            f"--distributed --out {checkpoint.parent} --resume")

@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from numpycnn._launch import launched_processes, launched_rank
 from numpycnn.errors import TrainingError
+from numpycnn.runs import Terminated
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -35,8 +32,10 @@ def wanted(args: argparse.Namespace) -> bool:
     return bool(args.distributed) or launched_processes() > 1
 
 
-def run(args: argparse.Namespace, lead: Callable[[argparse.Namespace, Any], int]) -> int:
-    """Run ``lead(args, dist)`` (the one-process command) on process 0 and :func:`follow` on the others."""
+def run(args: argparse.Namespace, lead: Callable[[argparse.Namespace, Any], int],
+        follow: Callable[[argparse.Namespace, Any], int]) -> int:
+    """Run ``lead(args, dist)`` (the one-process command) on process 0 and ``follow(args, dist)`` (train with
+    process 0's settings, print and write nothing) on the others."""
     if not args.distributed:
         if launched_rank() != 0:
             return 2  # process 0 says why
@@ -60,8 +59,6 @@ def run(args: argparse.Namespace, lead: Callable[[argparse.Namespace, Any], int]
 
 def exit_status(err: BaseException) -> int:
     """The command's exit status for ``err``: 1 diverged, 130 Ctrl-C, 143 SIGTERM, 2 anything else."""
-    from numpycnn.train_command import Terminated
-
     if isinstance(err, KeyboardInterrupt):
         return 143 if isinstance(err, Terminated) else 130
     return 1 if isinstance(err, TrainingError) else 2
@@ -70,42 +67,6 @@ def exit_status(err: BaseException) -> int:
 def send_settings(dist: Any, config: dict[str, Any], out: Path) -> None:
     """Process 0: the run's settings and folder to the others, once every check has passed."""
     dist.broadcast_bytes(json.dumps([config, str(out)]).encode())
-
-
-def follow(args: argparse.Namespace, dist: Any) -> int:
-    """A process other than 0: train with process 0's settings; print and write nothing."""
-    from numpycnn import train_command as command
-    from numpycnn.train_command import Terminated, _terminate_as_interrupt
-
-    config, out = json.loads(dist.broadcast_bytes(None))
-    checkpoint = Path(out) / "checkpoint.safetensors"  # read by process 0 only
-    train = command._load_split(config, "train", args)
-    command._check_split_sizes(config, len(train[1]))
-    model = command._build(config, train[0])
-    try:
-        with _terminate_as_interrupt(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            model.fit(train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
-                      optimizer=command._optimizer(config), validation_split=config["val_split"],
-                      callbacks=command._callbacks(config, checkpoint), verbose=0, rng=config["seed"],
-                      augment=command._augment(config), resume_from=checkpoint if args.resume else None,
-                      distributed=dist)
-    except KeyboardInterrupt as stop:  # every process got the signal; process 0 may be waiting in a collective
-        if dist.rank == 1:
-            print(f"\n{command._interrupted(stop)}. {what_is_saved(dist, checkpoint)}", file=sys.stderr, flush=True)
-        time.sleep(1.0)  # process 0 says it too if it can, then the job ends
-        dist.abort(143 if isinstance(stop, Terminated) else 130)
-    return 0
-
-
-def what_is_saved(dist: Any, checkpoint: Path) -> str:
-    """The epoch the checkpoint holds (where this process can read it) and the command that goes on."""
-    from numpycnn.train_command import _saved_epoch
-
-    saved = _saved_epoch(checkpoint)
-    if saved is None:
-        return f"No complete epoch is saved in {checkpoint}."
-    return (f"Epoch {saved} is saved in {checkpoint}; continue with:\n  mpiexec -n {dist.size} numpycnn train "
-            f"--distributed --out {checkpoint.parent} --resume")
 
 
 def describe(dist: Any, batch_size: int) -> str:

@@ -32,15 +32,20 @@ import numbers
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from numpycnn._checks import fail, positive_int, real_in_range
-from numpycnn.callbacks import HISTORY_KEYS, Callback, History, callback_keys, restore_training_state
+from numpycnn.callbacks import HISTORY_KEYS, Callback, History, callback_keys
+from numpycnn.distributed import data_parallel
 from numpycnn.errors import TrainingError
 from numpycnn.functional.activations import softmax_forward
-from numpycnn.model import Sequential
+from numpycnn.losses import CrossEntropyLoss
+from numpycnn.resume import restore_training_state, training_state
+
+if TYPE_CHECKING:
+    from numpycnn.model import Sequential
 
 __all__ = ["HISTORY_KEYS", "Batches", "History", "Trainer", "evaluate", "fit", "predict"]
 
@@ -199,8 +204,6 @@ def _evaluate_batches(model: Sequential, batches: Batches, y: np.ndarray, loss: 
 
 
 def _default_loss() -> Any:
-    from numpycnn.losses import CrossEntropyLoss
-
     return CrossEntropyLoss()
 
 
@@ -301,6 +304,10 @@ class Trainer:
         self.first_loss, self.loss_limit = math.nan, math.inf
         #: The processes training this model together (:class:`numpycnn.distributed.DataParallel`), or None.
         self.dist: Any = None
+
+    def training_state(self) -> dict[str, Any]:
+        """This run's state as JSON values, for a checkpoint (:func:`numpycnn.resume.training_state`)."""
+        return training_state(self)
 
     @property
     def hooks(self) -> list[Callback]:
@@ -498,8 +505,6 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
     trainer.has_validation = validation is not None
     callback_states = None
     if distributed is not False:
-        from numpycnn.distributed import data_parallel
-
         trainer.dist = data_parallel(distributed)
     if trainer.dist is not None:
         with trainer.dist.abort_on_error("fit"), trainer.dist.quiet_unless_root():
@@ -540,7 +545,9 @@ def _run(trainer: Trainer, x: np.ndarray, y: np.ndarray, validation: Any, batch_
         if dist is not None:
             dist.average_buffers(model)
         if val_batches is not None and dist is not None:
-            scores = dist.evaluate(model, val_batches, validation[1], trainer.loss)
+            local = (_evaluate_batches(model, val_batches, validation[1], trainer.loss)
+                     if len(validation[1]) else None)
+            scores = dist.combine_scores(local, len(validation[1]))
             logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
         elif val_batches is not None:
             scores = _evaluate_batches(model, val_batches, validation[1], trainer.loss)

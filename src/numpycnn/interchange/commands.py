@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from numpycnn._commands import fail, load_model_file
 from numpycnn.errors import ModelFileError
 from numpycnn.interchange import _onnx as C
 
@@ -43,23 +44,20 @@ def add_interchange_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def _missing_onnx(command: str) -> int:
     """0 when ``onnx`` imports, else print the install hint as the command's one error line and return 2."""
-    from numpycnn.cli import _fail
-
     try:
         C.require("onnx")
     except ModuleNotFoundError as err:
-        return _fail(command, err, 2)
+        return fail(command, err, 2)
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
     """``numpycnn export MODEL OUT``: nothing is written unless the whole export succeeds."""
-    from numpycnn.cli import _load_model
     from numpycnn.interchange.onnx_export import export_onnx
 
     if _missing_onnx("export"):
         return 2
-    model = _load_model(args.model_path)
+    model = load_model_file(args.model_path)
     export_onnx(model, args.out, bake_preprocessing=args.bake_preprocessing)
     name = "pixels (uint8)" if args.bake_preprocessing else "input (float32)"
     print(f"{args.out}: {args.out.stat().st_size:,} bytes, ONNX opset {C.OPSET}, IR version {C.IR_VERSION}; "

@@ -161,10 +161,8 @@ class Softmax(Layer):
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         x = _checks.as_float_array(self.name, x)
         if x.ndim < 2:
-            raise ValueError(
-                f"Softmax: expected input with at least 2 dimensions (N, K), got shape {tuple(x.shape)}. "
-                "Use x[None] for a single sample."
-            )
+            _checks.fail("Softmax", "x", "an array of at least 2 dimensions (N, K)", x,
+                         "Use x[None] for a single sample.", got=f"shape {tuple(x.shape)}")
         y, self.cache = F.softmax_forward(x, axis=1)
         return y
 
@@ -173,6 +171,5 @@ class Softmax(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) < 1:
-            raise ValueError(
-                f"Softmax: expected a per-sample shape with at least 1 axis, got {tuple(input_shape)}.")
+            _checks.fail("Softmax", "input_shape", "a per-sample shape with at least 1 axis", tuple(input_shape))
         return tuple(input_shape)

@@ -21,9 +21,12 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from numpycnn._checks import fail
 
 
 def _fail_name(owner: str, name: Any) -> None:
@@ -244,3 +247,19 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{self.name}({args})"
+
+
+def iter_parameters(model: Any) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Yield ``(name, value, grad)`` for every trainable parameter of a model (anything with ``layers``) or a
+    sequence of layers, named as in PyTorch (``"0.weight"``)."""
+    layers = model.layers if hasattr(model, "layers") else list(model)
+    for i, layer in enumerate(layers):
+        for key in layer.params:
+            grad = layer.grads.get(key)
+            if grad is None or np.shape(grad) != np.shape(layer.params[key]):
+                fail(f"{layer.name} (layer {i})", f"grads[{key!r}]",
+                     f"an array shaped like params[{key!r}] {np.shape(layer.params[key])}",
+                     None if grad is None else f"shape {np.shape(grad)}",
+                     hint=f"Create parameters with self.add_param({key!r}, array), which also "
+                          "creates the gradient.", error=RuntimeError)
+            yield f"{i}.{key}", layer.params[key], grad

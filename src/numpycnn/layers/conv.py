@@ -12,10 +12,6 @@ from numpycnn.init import init_weight
 from numpycnn.layers.base import Layer
 
 
-def _config_pair(pair: tuple[int, int]) -> int | list[int]:
-    return pair[0] if pair[0] == pair[1] else list(pair)
-
-
 def _resolve_padding(padding: Any, kernel_size: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
     """``padding`` as (p_h, p_w): ``"valid"`` is 0, ``"same"`` is (k - 1) / 2 for odd kernels and stride 1."""
     if not isinstance(padding, str):
@@ -199,18 +195,16 @@ class Conv2D(Layer):
         return {
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
-            "kernel_size": _config_pair(self.kernel_size),
-            "stride": _config_pair(self.stride),
-            "padding": _config_pair(self.padding),
+            "kernel_size": _checks.pair_config(self.kernel_size),
+            "stride": _checks.pair_config(self.stride),
+            "padding": _checks.pair_config(self.padding),
             "bias": self.use_bias,
         }
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
-            raise ValueError(f"Conv2D: expected per-sample input shape (C, H, W), got {tuple(input_shape)}.")
+            _checks.fail("Conv2D", "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
         if self.in_channels is not None and input_shape[0] != self.in_channels:
-            raise ValueError(
-                f"Conv2D: expected {self.in_channels} input channels, "
-                f"got per-sample shape {tuple(input_shape)}."
-            )
+            _checks.fail("Conv2D", "input_shape", f"a per-sample shape with {self.in_channels} input channels",
+                         tuple(input_shape))
         return (self.out_channels, *self._check_fits(input_shape[1:], input_shape))

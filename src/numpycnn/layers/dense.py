@@ -133,9 +133,6 @@ class Dense(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         expected = (self.in_features,) if self.in_features is not None else tuple(input_shape)[:1]
         if tuple(input_shape) != expected or len(input_shape) != 1:
-            hint = " Put a Flatten() layer before it." if len(input_shape) > 1 else ""
-            raise ValueError(
-                f"Dense: expected per-sample input shape ({self.in_features},), "
-                f"got {tuple(input_shape)}.{hint}"
-            )
+            hint = "Put a Flatten() layer before it." if len(input_shape) > 1 else ""
+            _checks.fail("Dense", "input_shape", f"a per-sample shape ({self.in_features},)", tuple(input_shape), hint)
         return (self.out_features,)

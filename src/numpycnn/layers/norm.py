@@ -50,10 +50,8 @@ class _BatchNorm(Layer):
         _checks.input_ndim(self.name, x, self._ndim, self._layout)
         _checks.input_size(self.name, x, 1, self.num_features, "channels")
         if training and x.size // self.num_features < 2:
-            raise ValueError(
-                f"{self.name}: expected more than 1 value per channel in training, got input of shape "
-                f"{tuple(x.shape)}. Use a batch of at least 2, or forward(x, training=False)."
-            )
+            _checks.fail(self.name, "x", "an array with more than 1 value per channel in training", x,
+                         "Use a batch of at least 2, or forward(x, training=False).", got=f"shape {tuple(x.shape)}")
         return x
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
@@ -97,10 +95,8 @@ class _BatchNorm(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         shape = tuple(input_shape)
         if len(shape) != self._ndim - 1 or shape[0] != self.num_features:
-            raise ValueError(
-                f"{self.name}: expected per-sample input shape {self._layout.replace('N, ', '')} with "
-                f"C={self.num_features}, got {shape}."
-            )
+            _checks.fail(self.name, "input_shape",
+                         f"a per-sample shape {self._layout.replace('N, ', '')} with C={self.num_features}", shape)
         return shape
 
 

@@ -44,16 +44,11 @@ class _Pool2D(Layer):
         return (size[0] - kh) // sh + 1, (size[1] - kw) // sw + 1
 
     def get_config(self) -> dict[str, Any]:
-        def pair(p: tuple[int, int]) -> int | list[int]:
-            return p[0] if p[0] == p[1] else list(p)
-
-        return {"kernel_size": pair(self.kernel_size), "stride": pair(self.stride)}
+        return {"kernel_size": _checks.pair_config(self.kernel_size), "stride": _checks.pair_config(self.stride)}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
-            raise ValueError(
-                f"{self.name}: expected per-sample input shape (C, H, W), got {tuple(input_shape)}."
-            )
+            _checks.fail(self.name, "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
         return (input_shape[0], *self._spatial_out(input_shape[1:], input_shape))
 
 
@@ -159,7 +154,5 @@ class GlobalAvgPool2D(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
-            raise ValueError(
-                f"{self.name}: expected per-sample input shape (C, H, W), got {tuple(input_shape)}."
-            )
+            _checks.fail(self.name, "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
         return (input_shape[0],)

@@ -33,10 +33,8 @@ class Flatten(Layer):
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         x = _checks.as_float_array(self.name, x)
         if x.ndim < 2:
-            raise ValueError(
-                f"Flatten: expected input with a batch axis, (N, ...), got shape {tuple(x.shape)}. "
-                "Use x[None] for a single sample."
-            )
+            _checks.fail("Flatten", "x", "an array with a batch axis, (N, ...)", x,
+                         "Use x[None] for a single sample.", got=f"shape {tuple(x.shape)}")
         self.cache = x.shape
         return x.reshape(x.shape[0], -1)  # (N, d1 * ... * dk)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn._checks import int_pair
 from numpycnn.datasets.transforms import standardize, to_float
 from numpycnn.images import preprocess, style_for
 
@@ -126,10 +127,6 @@ def describe(model: Any) -> dict[str, Any]:
             "filters": filters}
 
 
-def _pair(value: Any) -> tuple[int, int]:
-    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
 def conv_step(model: Any, x: np.ndarray, outputs: list[np.ndarray], index: int,
               channel: int, row: int, col: int) -> dict[str, Any]:
     """One output value of the ``Conv2D`` at ``model.layers[index]``, computed in the open.
@@ -166,7 +163,8 @@ def conv_step(model: Any, x: np.ndarray, outputs: list[np.ndarray], index: int,
         if not 0 <= value < size:
             raise ValueError(f"conv_step: `{arg}` must be in [0, {size - 1}] for layer {index}. Got {value}.")
     config = layer.get_config()
-    (kh, kw), (sh, sw), (ph, pw) = (_pair(config[key]) for key in ("kernel_size", "stride", "padding"))
+    (kh, kw), (sh, sw), (ph, pw) = (int_pair("conv_step", key, config[key], minimum=0)
+                                    for key in ("kernel_size", "stride", "padding"))
     padded = np.pad(layer_input[0], ((0, 0), (ph, ph), (pw, pw)))  # (C, H + 2 ph, W + 2 pw)
     top, left = row * sh, col * sw  # in padded coordinates
     window = padded[:, top:top + kh, left:left + kw].astype(np.float64)  # (C, kh, kw)

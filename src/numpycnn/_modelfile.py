@@ -1,0 +1,578 @@
+"""The safetensors format behind :mod:`numpycnn.io`: writing models and checkpoints, reading and checking
+files, and loading a checkpoint into an existing model. It works on any model object and never imports
+:mod:`numpycnn.model`, so :class:`~numpycnn.model.Sequential` (whose ``save`` lands here) and the training
+loop can use it; building a new ``Sequential`` from a file (:func:`numpycnn.io.load_model`) lives one level
+up in :mod:`numpycnn.io`. See :mod:`numpycnn.io` for the file layout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from numpycnn._checks import int_pair
+from numpycnn._files import atomic_write
+from numpycnn.errors import ModelFileError
+from numpycnn.layers.base import LAYER_REGISTRY, unknown_layer_message
+
+if TYPE_CHECKING:
+    from numpycnn.model import Sequential
+
+FORMAT = "numpycnn"
+FORMAT_VERSION = "1"
+#: Largest header accepted: a model's header is a few kilobytes; this refuses absurd lengths before reading.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+#: safetensors dtype names understood here, with their little-endian NumPy dtypes.
+DTYPES: dict[str, np.dtype] = {
+    "F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I8": np.dtype("i1"),
+    "I16": np.dtype("<i2"), "I32": np.dtype("<i4"), "I64": np.dtype("<i8"), "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+_CODES = {(dt.kind, dt.itemsize): code for code, dt in DTYPES.items()}
+_OPTIMIZER_PREFIX = "optimizer."
+#: Integers in a layer's configuration may not exceed this, nor the element count its tensors supply.
+_MAX_CONFIG_INT = 1 << 16
+#: Largest activation (a layer's output, or a convolution's im2col columns) one input sample may need, in
+#: bytes. A digit network needs about 100 KB; a file whose architecture needs more is refused at load time.
+MAX_ACTIVATION_BYTES = 128 * 2**20
+
+
+def _error(path: Any, problem: str) -> ModelFileError:
+    return ModelFileError(f"{os.fspath(path)}: {problem}")
+
+
+# -- writing -------------------------------------------------------------------------------------------------
+def _atomic_write(path: Any, write: Callable[[IO[bytes]], None]) -> None:
+    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it into place."""
+    with atomic_write(path) as f:
+        write(f)
+
+
+def _little_endian(name: str, value: Any) -> tuple[str, np.ndarray]:
+    array = np.asarray(value)
+    code = _CODES.get((array.dtype.kind, array.dtype.itemsize))
+    if code is None:
+        raise TypeError(f"save_state_dict_file: tensor {name!r} must have one of the dtypes "
+                        f"{sorted(DTYPES)}. Got {array.dtype}.")
+    return code, array.astype(DTYPES[code], order="C", copy=False)  # keeps 0-d arrays 0-d
+
+
+def save_state_dict_file(path: Any, tensors: Mapping[str, np.ndarray],
+                         metadata: Mapping[str, str] | None = None) -> None:
+    """Write ``tensors`` (name -> array) and string ``metadata`` as a safetensors file, atomically.
+
+    Tensors are stored by decreasing item size (as the reference implementation does), so each is aligned to
+    its item size in the file; names and values are unchanged.
+
+    Raises
+    ------
+    TypeError
+        For a name or metadata entry that is not a string, or an unsupported dtype.
+    """
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"save_state_dict_file: `metadata` must map str to str. Got {key!r}: {value!r}.")
+    entries = []
+    for name, value in tensors.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise TypeError(f"save_state_dict_file: tensor names must be non-empty strings. Got {name!r}.")
+        entries.append((name, *_little_endian(name, value)))
+    entries.sort(key=lambda e: -e[2].itemsize)  # stable: state-dict order within one item size
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, code, array in entries:
+        header[name] = {"dtype": code, "shape": list(array.shape),
+                        "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+
+    def write(f: IO[bytes]) -> None:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for _, _, array in entries:
+            f.write(array.reshape(-1).view(np.uint8).data)
+
+    _atomic_write(path, write)
+
+
+def _model_metadata(model: Sequential, kind: str) -> dict[str, str]:
+    problem = describe_extras_problem(model, model.class_names, model.normalization)
+    if problem:
+        raise ValueError(f"save_model: {problem}")
+    try:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
+                "architecture": json.dumps(model.get_config(), allow_nan=False),
+                "class_names": json.dumps(model.class_names),
+                "normalization": json.dumps(model.normalization, allow_nan=False),
+                **_layer_modules(model)}
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"save_model: the model's configuration must be JSON-serialisable: {err}") from err
+
+
+def _layer_modules(model: Sequential) -> dict[str, str]:
+    """``{"layer_modules": {type: module}}`` for custom layers, so loading can say what to import; else ``{}``."""
+    modules = {layer.name: type(layer).__module__ for layer in model.layers
+               if not type(layer).__module__.startswith("numpycnn.")}
+    return {"layer_modules": json.dumps(modules)} if modules else {}
+
+
+def _module_hint(metadata: dict[str, str], layer_type: Any) -> str | None:
+    """The module a file says defines ``layer_type``, if it is a plausible dotted name (never imported)."""
+    try:
+        module = json.loads(metadata.get("layer_modules", "{}")).get(layer_type)
+    except (ValueError, AttributeError, TypeError):
+        return None
+    ok = isinstance(module, str) and len(module) <= 100 and all(p.isidentifier() for p in module.split("."))
+    return module if ok else None
+
+
+def _check_finite(owner: str, tensors: Mapping[str, np.ndarray]) -> None:
+    for name, value in tensors.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ValueError(f"{owner}: tensor {name!r} holds NaN or infinite values; the model has "
+                             "diverged. Not saving it.")
+
+
+def save_model(model: Sequential, path: Any) -> None:
+    """Save ``model`` (architecture, weights, buffers, class names, normalisation) to ``path``, atomically.
+
+    Examples
+    --------
+    >>> save_model(model, "model.safetensors"); model2 = load_model("model.safetensors")  # doctest: +SKIP
+    """
+    tensors = model.state_dict()
+    _check_finite("save_model", tensors)
+    save_state_dict_file(path, tensors, _model_metadata(model, "model"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def save_checkpoint(path: Any, model: Sequential, optimizer: Any, state: Mapping[str, Any]) -> None:
+    """Save model, optimiser state and a JSON-able ``state`` (epoch, history, generator states) in one file.
+
+    ``state`` may hold NumPy scalars and arrays (stored as numbers and lists); for a generator store
+    ``rng.bit_generator.state``, restored by assigning it back.
+    """
+    tensors = dict(model.state_dict())
+    _check_finite("save_checkpoint", tensors)
+    opt_state = optimizer.state_dict()
+    tensors.update({_OPTIMIZER_PREFIX + name: value for name, value in opt_state["arrays"].items()})
+    metadata = _model_metadata(model, "checkpoint")
+    try:
+        metadata["optimizer"] = json.dumps(opt_state["scalars"], default=_json_default)
+        metadata["state"] = json.dumps(dict(state), default=_json_default)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"save_checkpoint: `state` must be JSON-serialisable. {err}.") from err
+    save_state_dict_file(path, tensors, metadata)
+
+
+# -- reading the container -----------------------------------------------------------------------------------
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _strict_json(text: str) -> Any:
+    """``json.loads`` that refuses duplicate keys and NaN/Infinity (safetensors' parser refuses them too)."""
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+
+
+def _read_header(path: Any, f: IO[bytes], size: int) -> dict[str, Any]:
+    if size < 8:
+        raise _error(path, f"file too small to be a safetensors file ({size} bytes; needs at least 8).")
+    (n,) = struct.unpack("<Q", f.read(8))
+    if n > MAX_HEADER_BYTES:
+        raise _error(path, f"header length {n} is absurd (limit {MAX_HEADER_BYTES}); not a safetensors file.")
+    if 8 + n > size:
+        raise _error(path, f"header length {n} points past the end of the file ({size} bytes); the file is "
+                           "truncated or not a safetensors file.")
+    raw = f.read(n)
+    try:
+        header = _strict_json(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise _error(path, f"header is not valid UTF-8 (byte {err.start}).") from None
+    except (ValueError, RecursionError) as err:
+        raise _error(path, f"header is not valid JSON ({err}).") from None
+    if not isinstance(header, dict):
+        raise _error(path, f"header must be a JSON object. Got {type(header).__name__}.")
+    return header
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_entry(path: Any, name: str, entry: Any,
+                 data_len: int) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    where = f"tensor {name!r}"
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise _error(path, f"{where} must be an object with exactly the keys dtype, shape, data_offsets. "
+                           f"Got {entry!r:.200}.")
+    code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(code, str) or code not in DTYPES:
+        raise _error(path, f"{where} has unsupported dtype {code!r:.40}; expected one of {sorted(DTYPES)}.")
+    if not isinstance(shape, list) or len(shape) > 16 or not all(_is_int(d) and d >= 0 for d in shape):
+        raise _error(path, f"{where}: shape must be a list of at most 16 non-negative integers. "
+                           f"Got {shape!r:.200}.")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]):
+        raise _error(path, f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end. "
+                           f"Got {offsets!r:.200}.")
+    begin, end = offsets
+    dtype = DTYPES[code]
+    if math.prod(shape) * dtype.itemsize != end - begin:
+        raise _error(path, f"{where}: shape {shape} of {code} needs {math.prod(shape) * dtype.itemsize} "
+                           f"bytes but data_offsets {offsets} span {end - begin}.")
+    if end > data_len:
+        raise _error(path, f"{where}: data_offsets {offsets} reach past the data section ({data_len} bytes); "
+                           "the file is truncated or damaged.")
+    return dtype, tuple(shape), begin, end
+
+
+def _check_coverage(path: Any, spans: list[tuple[int, int, str]], data_len: int) -> None:
+    """The tensors' byte ranges must tile ``[0, data_len)`` exactly, as safetensors requires."""
+    position, previous = 0, None
+    for begin, end, name in sorted(spans):
+        if begin < position:
+            raise _error(path, f"tensors {previous!r} and {name!r} overlap (bytes {begin}..{position}).")
+        if begin > position:
+            raise _error(path, f"bytes {position}..{begin} of the data section belong to no tensor.")
+        position, previous = end, name
+    if position != data_len:
+        raise _error(path, f"the data section has {data_len - position} trailing bytes that belong to no "
+                           "tensor.")
+
+
+def _read(path: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read and validate a safetensors file; return ``(tensors, metadata)`` with native-order owned arrays."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        header = _read_header(path, f, size)
+        data_start = f.tell()
+        data = f.read()
+    data_len = size - data_start
+    if len(data) != data_len:
+        raise _error(path, "the file changed while it was being read.")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _error(path, f"__metadata__ must be an object of strings. Got {metadata!r:.200}.")
+    checked = {name: _check_entry(path, name, entry, data_len) for name, entry in header.items()}
+    _check_coverage(path, [(b, e, name) for name, (_, _, b, e) in checked.items()], data_len)
+    tensors = {}
+    for name, (dtype, shape, begin, end) in checked.items():
+        array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=begin).reshape(shape)
+        if dtype.kind == "b" and np.frombuffer(data, np.uint8, end - begin, begin).max(initial=0) > 1:
+            raise _error(path, f"tensor {name!r} is BOOL but holds bytes other than 0 and 1.")
+        tensors[name] = array.astype(dtype.newbyteorder("="))  # an aligned, writable, native-order copy
+    return tensors, metadata
+
+
+def load_state_dict_file(path: Any) -> dict[str, np.ndarray]:
+    """Read every tensor of a safetensors file (any producer: numpycnn, PyTorch, ...) as ``name -> array``.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not a well-formed safetensors file of the supported dtypes.
+    """
+    return _read(path)[0]
+
+
+# -- reading models ------------------------------------------------------------------------------------------
+def _json_field(path: Any, metadata: dict[str, str], key: str, strict: bool = True) -> Any:
+    if key not in metadata:
+        raise _error(path, f"metadata has no {key!r} entry.")
+    try:
+        return _strict_json(metadata[key]) if strict else json.loads(metadata[key])
+    except (ValueError, RecursionError) as err:
+        raise _error(path, f"metadata {key!r} is not valid JSON ({err}).") from None
+
+
+def _check_format(path: Any, metadata: dict[str, str], kinds: tuple[str, ...]) -> None:
+    if metadata.get("format") != FORMAT:
+        raise _error(path, f"not a numpycnn file (metadata format is {metadata.get('format')!r:.40}, "
+                           f"expected {FORMAT!r}). For plain weights use numpycnn.io.load_state_dict_file.")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise _error(path, f"unsupported format_version {metadata.get('format_version')!r:.40}; this "
+                           f"numpycnn reads version {FORMAT_VERSION!r}. Upgrade to read newer files.")
+    if metadata.get("kind") not in kinds:
+        raise _error(path, f"kind {metadata.get('kind')!r:.40} is not one of {list(kinds)} expected here.")
+
+
+def _config_ints(value: Any) -> list[int]:
+    if _is_int(value):
+        return [value]
+    if isinstance(value, list):
+        return [i for v in value for i in _config_ints(v)]
+    return []
+
+
+def _check_config_values(where: str, path: Any, config: dict[str, Any], supplied: int) -> None:
+    for key, value in config.items():
+        if not key.isidentifier() or key.startswith("_") or key in ("rng", "dtype"):
+            raise _error(path, f"{where}: argument name {key!r:.60} is not allowed.")
+        flat = value if isinstance(value, list) else [value]
+        if not all(v is None or isinstance(v, (bool, int, float, str)) for v in flat):
+            raise _error(path, f"{where}: argument {key}={value!r:.100} must be a number, string, bool, null "
+                               "or a list of those.")
+        if any(abs(i) > max(supplied, _MAX_CONFIG_INT) for i in _config_ints(value)):
+            raise _error(path, f"{where}: argument {key}={value!r:.100} is larger than its tensors allow.")
+
+
+def _size_or_none(value: Any) -> list[int] | None:
+    """``value`` (a size or a pair in a file's configuration) as ``[h, w]``, or None if it is not one; the
+    layer's constructor then says what is wrong."""
+    try:
+        return list(int_pair("architecture", "pair", value, minimum=0))
+    except (TypeError, ValueError):
+        return None
+
+
+def _implied_shapes(layer_type: str, c: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+    """Parameter shapes a built-in layer's arguments imply, checked before building it (so a hostile file
+    cannot make us allocate a huge layer); ``None`` for bad arguments (the constructor rejects those)."""
+    if layer_type == "Dense" and _is_int(c.get("in_features")) and _is_int(c.get("out_features")):
+        shapes = {"weight": (c["out_features"], c["in_features"])}
+        return {**shapes, "bias": (c["out_features"],)} if c.get("bias", True) is not False else shapes
+    if layer_type == "Conv2D" and _is_int(c.get("in_channels")) and _is_int(c.get("out_channels")):
+        kernel = _size_or_none(c.get("kernel_size"))
+        if kernel is None:
+            return None
+        shapes = {"weight": (c["out_channels"], c["in_channels"], *kernel)}
+        return {**shapes, "bias": (c["out_channels"],)} if c.get("bias", True) is not False else shapes
+    if layer_type in ("BatchNorm1D", "BatchNorm2D") and _is_int(c.get("num_features")):
+        return {k: (c["num_features"],) for k in ("weight", "bias", "running_mean", "running_var")}
+    return None
+
+
+def _build_layer(path: Any, index: int, spec: Any, tensors: dict[str, np.ndarray],
+                 metadata: dict[str, str] | None = None) -> Any:
+    where = f"architecture layer {index}"
+    if not isinstance(spec, dict) or set(spec) != {"type", "config"} or not isinstance(spec["config"], dict):
+        raise _error(path, f"{where} must be an object with keys type and config (an object). "
+                           f"Got {spec!r:.200}.")
+    layer_type, config = spec["type"], spec["config"]
+    if not isinstance(layer_type, str) or layer_type not in LAYER_REGISTRY:
+        module = _module_hint(metadata or {}, layer_type)
+        raise _error(path, f"{where} has an " + unknown_layer_message(layer_type, module))
+    prefix = f"{index}."
+    own = {name[len(prefix):]: t.shape for name, t in tensors.items() if name.startswith(prefix)}
+    _check_config_values(f"{where} ({layer_type})", path, config, sum(math.prod(s) for s in own.values()))
+    lazy = [key for key in ("in_features", "in_channels") if key in config and config[key] is None]
+    if lazy:
+        raise _error(path, f"{where} ({layer_type}) must record its resolved `{lazy[0]}`. Got null.")
+    for key, shape in (_implied_shapes(layer_type, config) or {}).items():
+        if own.get(key) != shape:
+            layer = f"{layer_type}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
+            found = "is missing" if key not in own else f"has shape {own[key]}"
+            raise _error(path, f"tensor '{index}.{key}' {found}; {layer} needs shape {shape}.")
+    try:
+        return LAYER_REGISTRY[layer_type](**config)
+    except (TypeError, ValueError, OverflowError, MemoryError) as err:
+        raise _error(path, f"{where} ({layer_type}) has invalid arguments: {err}") from None
+
+
+def _check_tensors(path: Any, own: dict[str, np.ndarray], tensors: dict[str, np.ndarray]) -> None:
+    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise _error(path, f"tensors do not match the architecture: missing {missing[:10]}, "
+                           f"unexpected {unexpected[:10]}.")
+    for name, target in own.items():
+        source = tensors[name]
+        if source.shape != target.shape:
+            raise _error(path, f"tensor {name!r} must have shape {target.shape} for this architecture. "
+                               f"Got {source.shape}.")
+        if (source.dtype.kind == "f") != (target.dtype.kind == "f") or source.dtype.kind == "b":
+            kind = "float" if target.dtype.kind == "f" else "integer"
+            raise _error(path, f"tensor {name!r} must be a {kind} tensor. Got {source.dtype}.")
+        if source.dtype.kind == "f" and not np.isfinite(source).all():
+            raise _error(path, f"tensor {name!r} holds NaN or infinite values.")
+
+
+def _extras(path: Any, metadata: dict[str, str]) -> tuple[list[str] | None, dict[str, list[float]] | None]:
+    """The checked ``class_names`` and ``normalization`` entries."""
+    class_names = _json_field(path, metadata, "class_names")
+    if class_names is not None and (not isinstance(class_names, list)
+                                    or not all(isinstance(c, str) for c in class_names)):
+        raise _error(path, f"class_names must be null or a list of strings. Got {class_names!r:.200}.")
+    norm = _json_field(path, metadata, "normalization")
+    if norm is not None and (not isinstance(norm, dict) or set(norm) != {"mean", "std"} or not all(
+            isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                              for x in v) for v in norm.values())
+                             or not all(s > 0 for s in norm["std"])):
+        raise _error(path, f'normalization must be null or {{"mean": [...], "std": [positive ...]}}. '
+                           f"Got {norm!r:.200}.")
+    return class_names, norm
+
+
+def _output_count(model: Sequential) -> int | None:
+    """The number of outputs per sample, when the model declares its input shape and ends in a vector."""
+    if model.input_shape is None:
+        return None
+    shape = model.output_shapes(model.input_shape)[-1]
+    return int(shape[0]) if len(shape) == 1 else None
+
+
+def describe_extras_problem(model: Sequential, class_names: Any, normalization: Any) -> str:
+    """What is wrong with ``class_names`` and ``normalization`` for ``model`` (``""`` if nothing).
+
+    Class names must be one string per output; the normalisation a finite mean and a positive finite std per
+    input channel (or one for all), as ``{"mean": [...], "std": [...]}``.
+    """
+    if class_names is not None:
+        outputs = _output_count(model)
+        if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
+            return f"`class_names` must be None or a list of strings. Got {class_names!r:.200}."
+        if outputs is not None and len(class_names) != outputs:
+            return (f"`class_names` must have one name per output of the model ({outputs}). Got "
+                    f"{len(class_names)} names: {class_names!r:.200}.")
+    if normalization is None:
+        return ""
+    channels = model.input_shape[0] if model.input_shape else None
+    expected = '{"mean": [...], "std": [...]} with a finite mean and a std > 0 per input channel'
+    if not isinstance(normalization, dict) or set(normalization) != {"mean", "std"}:
+        return f"`normalization` must be None or {expected}. Got {normalization!r:.200}."
+    values = [normalization["mean"], normalization["std"]]
+    if not all(isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                 and math.isfinite(x) for x in v) for v in values):
+        return f"`normalization` must be {expected}. Got {normalization!r:.200}."
+    mean, std = values
+    if not all(x > 0 for x in std):
+        return f"`normalization` std must be > 0 for every channel. Got {normalization!r:.200}."
+    sizes = {len(mean), len(std)}
+    if len(sizes) != 1 or (channels is not None and sizes - {1, channels}):
+        return (f"`normalization` must have one mean and one std per input channel ({channels}), or one "
+                f"of each for all. Got {normalization!r:.200}.")
+    return ""
+
+
+def activation_sizes(model: Sequential, input_shape: Any) -> list[tuple[int, str, int]]:
+    """``(index, layer name, bytes)`` of the largest array each layer makes for one sample of ``input_shape``:
+    its output, or for a convolution the im2col columns ``(C kh kw, OH OW)`` if they are larger."""
+    itemsize = model.dtype.itemsize
+    shape, sizes = tuple(input_shape), [(-1, "input", math.prod(input_shape) * itemsize)]
+    for index, (layer, out) in enumerate(zip(model.layers, model.output_shapes(shape), strict=True)):
+        largest = math.prod(out)
+        if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size") and len(out) == 3:
+            largest = max(largest, layer.in_channels * math.prod(layer.kernel_size) * out[1] * out[2])
+        sizes.append((index, layer.name, largest * itemsize))
+    return sizes
+
+
+def check_activation_budget(model: Sequential, input_shape: Any, where: str,
+                            budget: int = MAX_ACTIVATION_BYTES) -> None:
+    """Raise ``ModelFileError`` if one sample of ``input_shape`` needs more than ``budget`` bytes in a layer.
+
+    This keeps a tiny hostile file (a 1x1 convolution with padding 65536) from asking for tens of gigabytes
+    at its first prediction.
+    """
+    for index, name, size in activation_sizes(model, input_shape):
+        if size > budget:
+            layer = "the input" if index < 0 else f"layer {index} ({name})"
+            raise ModelFileError(
+                f"{where}: {layer} needs {size / 2**20:,.0f} MiB per image for input shape "
+                f"{tuple(input_shape)}, more than the {budget / 2**20:,.0f} MiB allowed; refusing a model "
+                f"that would exhaust memory. Check its padding, kernel and input sizes.")
+
+
+def _check_extras(path: Any, model: Sequential) -> None:
+    problem = describe_extras_problem(model, model.class_names, model.normalization)
+    if problem:
+        raise _error(path, problem)
+
+
+def _optimizer_arrays(path: Any, model: Sequential, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    params = dict(model.named_parameters())
+    arrays = {}
+    for key, value in tensors.items():
+        if not key.startswith(_OPTIMIZER_PREFIX):
+            continue
+        name = key[len(_OPTIMIZER_PREFIX):]
+        param = name.rpartition(".")[0]
+        if param not in params or value.shape != params[param].shape or value.dtype.kind != "f":
+            raise _error(path, f"optimizer tensor {key!r} ({value.dtype}, shape {value.shape}) matches no "
+                               "parameter of the model.")
+        if not np.isfinite(value).all():
+            raise _error(path, f"optimizer tensor {key!r} holds NaN or infinite values.")
+        arrays[name] = value
+    return arrays
+
+
+def read_checkpoint_state(path: Any) -> dict[str, Any]:
+    """The ``state`` a :func:`save_checkpoint` file holds (epoch, history, the run's settings), read from its
+    header alone: cheap, and nothing is built.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not a numpycnn checkpoint or its state is not a JSON object.
+    OSError
+        If the file cannot be opened.
+    """
+    with open(path, "rb") as f:
+        header = _read_header(path, f, os.fstat(f.fileno()).st_size)
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict):
+        raise _error(path, "__metadata__ must be an object of strings.")
+    _check_format(path, metadata, ("checkpoint",))
+    state = _json_field(path, metadata, "state", strict=False)
+    if not isinstance(state, dict):
+        raise _error(path, f"state must be a JSON object. Got {state!r:.200}.")
+    return state
+
+
+def load_checkpoint(path: Any, model: Sequential, optimizer: Any) -> dict[str, Any]:
+    """Restore ``model`` and ``optimizer`` from a :func:`save_checkpoint` file and return its ``state``.
+
+    The file's architecture must equal ``model``'s. Everything is checked before ``model`` or ``optimizer``
+    change.
+
+    Raises
+    ------
+    ModelFileError
+        For any problem with the file, or a checkpoint of another architecture or optimiser.
+    """
+    tensors, metadata = _read(path)
+    _check_format(path, metadata, ("checkpoint",))
+    arch = _json_field(path, metadata, "architecture")
+    if arch != json.loads(json.dumps(model.get_config())):
+        raise _error(path, "the checkpoint was written for a different architecture than the model given.")
+    own = {k: v for k, v in tensors.items() if not k.startswith(_OPTIMIZER_PREFIX)}
+    _check_tensors(path, model.state_dict(), own)
+    extras = _extras(path, metadata)
+    problem = describe_extras_problem(model, *extras)
+    if problem:
+        raise _error(path, problem)
+    scalars = _json_field(path, metadata, "optimizer")
+    state = _json_field(path, metadata, "state", strict=False)
+    if not isinstance(state, dict):
+        raise _error(path, f"state must be a JSON object. Got {state!r:.200}.")
+    arrays = _optimizer_arrays(path, model, tensors)
+    try:
+        optimizer.load_state_dict({"scalars": scalars, "arrays": arrays})
+    except (TypeError, ValueError) as err:
+        raise _error(path, f"the optimizer state does not fit: {err}") from None
+    model.class_names, model.normalization = extras
+    model.load_state_dict(own)
+    return state
