@@ -159,3 +159,46 @@ def test_mse_gradcheck_and_errors():
         loss.forward(pred, target[:, 0])
     with pytest.raises(RuntimeError, match=r"MSELoss: backward\(\) called before forward\(\)"):
         MSELoss().backward()
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.35, 1.0])
+@pytest.mark.parametrize("kind", ["labels", "probabilities"])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+def test_label_smoothing_matches_pytorch(eps, kind, dtype, tol):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    logits = (rng.normal(size=(6, 5)) * 3).astype(dtype)
+    if kind == "labels":
+        targets = rng.integers(0, 5, 6)
+    else:
+        targets = rng.dirichlet(np.ones(5), 6).astype(dtype)
+    loss = CrossEntropyLoss(label_smoothing=eps)
+    value = loss.forward(logits, targets)
+    grad = loss.backward()
+    zt = torch.tensor(logits, requires_grad=True)
+    ref = torch.nn.CrossEntropyLoss(label_smoothing=eps)(zt, torch.tensor(targets))
+    ref.backward()
+    assert abs(value - ref.item()) <= tol * max(1.0, abs(ref.item()))
+    assert grad.dtype == dtype
+    np.testing.assert_allclose(grad, zt.grad.numpy(), rtol=tol, atol=tol)
+
+
+def test_label_smoothing_gradcheck_and_errors():
+    rng = np.random.default_rng(8)
+    logits, labels = rng.normal(size=(4, 3)), np.array([0, 2, 1, 2])
+    loss = CrossEntropyLoss(label_smoothing=0.2)
+    loss.forward(logits, labels)
+    analytic = loss.backward()
+    numeric = np.zeros_like(logits)
+    for index in np.ndindex(logits.shape):
+        shifted = logits.copy()
+        shifted[index] += 1e-6
+        up = CrossEntropyLoss(label_smoothing=0.2).forward(shifted, labels)
+        shifted[index] -= 2e-6
+        numeric[index] = (up - CrossEntropyLoss(label_smoothing=0.2).forward(shifted, labels)) / 2e-6
+    np.testing.assert_allclose(analytic, numeric, atol=1e-8)
+    assert repr(loss) == "CrossEntropyLoss(label_smoothing=0.2)" and repr(CrossEntropyLoss()) == "CrossEntropyLoss()"
+    with pytest.raises(ValueError, match="label_smoothing"):
+        CrossEntropyLoss(label_smoothing=1.5)
+    with pytest.raises(TypeError, match="label_smoothing"):
+        CrossEntropyLoss(label_smoothing="0.1")

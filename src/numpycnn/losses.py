@@ -41,7 +41,13 @@ class CrossEntropyLoss(_Loss):
         L = -\\frac{1}{N} \\sum_n \\sum_k t_{nk} \\log p_{nk}, \\qquad
         \\frac{\\partial L}{\\partial z_{nk}} = \\frac{1}{N}\\Big(p_{nk}\\sum_j t_{nj} - t_{nk}\\Big)
 
-    (:math:`(p - t)/N` for one-hot rows). Never NaN for finite logits, however large.
+    (:math:`(p - t)/N` for one-hot rows). Never NaN for finite logits, however large. With ``label_smoothing``
+    :math:`\\varepsilon > 0` the targets become :math:`(1-\\varepsilon)\\,t + \\varepsilon/K`, as in PyTorch.
+
+    Parameters
+    ----------
+    label_smoothing : float in [0, 1]
+        The share of each target spread uniformly over the :math:`K` classes (0, the default: none).
 
     Shape
     -----
@@ -66,12 +72,21 @@ class CrossEntropyLoss(_Loss):
     (2, 4)
     """
 
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = _checks.real_in_range("CrossEntropyLoss", "label_smoothing", label_smoothing,
+                                                     0.0, 1.0)
+
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
         logits = _checks.as_float_array("CrossEntropyLoss", logits)
         targets = np.asarray(targets)
         self._check(logits, targets)
-        loss, self.cache = F.cross_entropy_forward(logits, targets)
+        loss, self.cache = F.cross_entropy_forward(logits, targets, self.label_smoothing)
         return loss
+
+    def __repr__(self) -> str:
+        return f"CrossEntropyLoss(label_smoothing={self.label_smoothing!r})" if self.label_smoothing else \
+            "CrossEntropyLoss()"
 
     __call__ = forward
 

@@ -12,7 +12,8 @@ import numpy as np
 from numpycnn.functional.activations import log_softmax
 
 
-def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray) -> tuple[float, Any]:
+def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray,
+                          label_smoothing: float = 0.0) -> tuple[float, Any]:
     """Mean softmax cross-entropy over the batch, from logits, by log-sum-exp.
 
     Notes
@@ -28,36 +29,52 @@ def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray) -> tuple[floa
     exactly 0, so the loss is never NaN for finite logits (it may be ``inf`` only if a logit gap overflows
     the dtype).
 
+    With label smoothing :math:`\\varepsilon` (as ``torch.nn.CrossEntropyLoss(label_smoothing=...)``) the targets
+    are mixed with the uniform distribution over the :math:`K` classes, :math:`t' = (1 - \\varepsilon)\\, t +
+    \\varepsilon / K`, and the same two formulas apply to :math:`t'`. For integer labels that is
+    :math:`L = -\\frac{1}{N}\\sum_n \\big[(1-\\varepsilon) \\log p_{n,y_n} + \\frac{\\varepsilon}{K}\\sum_k
+    \\log p_{nk}\\big]` and :math:`\\partial L/\\partial z = (p - (1-\\varepsilon)\\,\\mathrm{onehot}(y) -
+    \\varepsilon/K)/N`.
+
     Parameters
     ----------
     logits : ndarray, shape (N, K)
         Unnormalised scores :math:`z`.
     targets : ndarray, shape (N,) of int or (N, K) of float
         Class indices in ``[0, K)``, or one-hot / probability rows.
+    label_smoothing : float in [0, 1]
+        :math:`\\varepsilon`; 0 gives the plain cross-entropy.
 
     Shape
     -----
     ``logits`` (N, K); ``targets`` (N,) or (N, K); the loss is a scalar and the gradient (N, K).
     """
-    n = logits.shape[0]
+    n, k = logits.shape
     logp = log_softmax(logits, axis=1)  # (N, K)
+    eps = float(label_smoothing)
     if targets.ndim == 1:
         picked = logp[np.arange(n), targets]  # (N,)
         loss = -float(np.sum(picked, dtype=np.float64)) / n
+        if eps:  # (1 - eps) of the plain loss plus eps of the loss against the uniform distribution
+            loss = (1 - eps) * loss - eps / k * float(np.sum(logp, dtype=np.float64)) / n
     else:
+        if eps:
+            targets = (1 - eps) * targets + eps / k  # (N, K): t' = (1 - eps) t + eps / K
         terms = np.multiply(targets, logp, out=np.zeros_like(logp), where=targets != 0)  # 0 * -inf -> 0
         loss = -float(np.sum(terms, dtype=np.float64)) / n
-    return loss, (logp, targets)
+    return loss, (logp, targets, eps)
 
 
 def cross_entropy_backward(cache: Any) -> np.ndarray:
     """Gradient of :func:`cross_entropy_forward` with respect to the logits, in the logits' dtype."""
-    logp, targets = cache
-    n = logp.shape[0]
+    logp, targets, eps = cache
+    n, k = logp.shape
     grad = np.exp(logp)  # (N, K) softmax probabilities
     if targets.ndim == 1:
-        grad[np.arange(n), targets] -= 1
-    else:
+        grad[np.arange(n), targets] -= 1 - eps
+        if eps:
+            grad -= grad.dtype.type(eps / k)
+    else:  # targets already smoothed by the forward pass
         t = targets.astype(grad.dtype, copy=False)
         grad *= np.sum(t, axis=1, keepdims=True)  # (N, 1)
         grad -= t
