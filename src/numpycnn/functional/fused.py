@@ -2,9 +2,9 @@
 
 NumPy runs every element-wise operation as one pass over memory, so what costs time in batch norm, ReLU and
 pooling is the number of passes over activation-sized arrays, not the arithmetic. A fused operation computes
-the composition of two layers with fewer passes and fewer stored arrays. Each one's docstring says why it is
-exact; the tests hold each one equal to the composition of the unfused functions (forward and every gradient)
-and to PyTorch. :class:`numpycnn.plan.ExecutionPlan` decides where they run; ``Sequential.summary()`` and
+the composition of two layers with fewer forward passes and fewer stored arrays. Each one's docstring says
+why it is exact and what it saves, as measured; the tests hold each one equal to the composition of the
+unfused functions (forward and every gradient) and to PyTorch. :class:`numpycnn.plan.ExecutionPlan` decides where they run; ``Sequential.summary()`` and
 ``numpycnn profile`` show it.
 """
 
@@ -43,8 +43,9 @@ def batchnorm_relu_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
 
     which is :func:`numpycnn.functional.norm.batch_norm_backward` of :math:`g` with
     :math:`\\hat x = x_c / \\sqrt{\\sigma^2 + \\epsilon}` written out. It stores :math:`x_c` and :math:`y`
-    (not :math:`\\hat x`, :math:`z` and a mask) and makes five passes forward and five backward, against eight
-    and seven for the two layers apart.
+    (not :math:`\\hat x`, :math:`z` and a mask: one activation-sized array fewer) and skips ReLU's own forward
+    pass. Measured here on 128 x 32 x 28 x 28 float32: forward about 11 ms against 13-14 ms for the two layers
+    apart; backward, which recomputes the mask from :math:`y`, about as slow as apart.
 
     Shape
     -----
