@@ -4,8 +4,8 @@ NumPy runs every element-wise operation as one pass over memory, so what costs t
 pooling is the number of passes over activation-sized arrays, not the arithmetic. A fused operation computes
 the composition of two layers with fewer forward passes and fewer stored arrays. Each one's docstring says
 why it is exact and what it saves, as measured; the tests hold each one equal to the composition of the
-unfused functions (forward and every gradient) and to PyTorch. :class:`numpycnn.plan.ExecutionPlan` decides where they run; ``Sequential.summary()`` and
-``numpycnn profile`` show it.
+unfused functions (forward and every gradient) and to PyTorch. :class:`numpycnn.plan.ExecutionPlan` decides
+where they run; ``Sequential.summary()`` and ``numpycnn profile`` show it.
 """
 
 from __future__ import annotations
