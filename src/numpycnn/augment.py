@@ -240,6 +240,47 @@ PRESETS: dict[str, dict[str, float]] = {
 }
 
 
+def parse_recipe(text: str) -> dict[str, float]:
+    """The :func:`make_augment` arguments of a recipe as ``numpycnn train --augment RECIPE`` takes it.
+
+    A recipe is comma-separated parts, each ``shift=N`` (pixels), ``rotate=DEG`` (degrees) or ``flip``; parts
+    left out are off. ``"shift=2,flip"`` is the random crop with 2 pixels of zero padding plus mirroring that
+    suits garments and photographs; ``"flip"`` mirrors only.
+
+    Raises
+    ------
+    ValueError
+        For an empty recipe, an unknown or repeated part, or a value out of range.
+
+    Examples
+    --------
+    >>> parse_recipe("shift=2,flip")
+    {'shift': 2, 'rotate': 0.0, 'flip': True}
+    """
+    owner, expected = "augment", "comma-separated parts shift=N, rotate=DEG, flip (e.g. 'shift=2,flip')"
+    if not isinstance(text, str) or not text.strip():
+        fail(owner, "recipe", expected, text)
+    settings: dict[str, float] = {"shift": 0, "rotate": 0.0, "flip": False}
+    seen: set[str] = set()
+    for part in text.split(","):
+        name, has_value, value = part.strip().partition("=")
+        if name not in settings or name in seen or bool(has_value) == (name == "flip"):  # flip takes no value
+            fail(owner, "recipe", expected, text)
+        seen.add(name)
+        try:
+            if name == "shift":
+                settings["shift"] = positive_int(owner, "shift", int(value), minimum=0)
+            elif name == "rotate":
+                settings["rotate"] = real_in_range(owner, "rotate", float(value), 0.0, 180.0)
+            else:
+                settings["flip"] = True
+        except ValueError as err:
+            if "augment:" in str(err):
+                raise
+            fail(owner, name, "a number" if name == "rotate" else "a whole number of pixels", value)
+    return settings
+
+
 def augment_for(dataset: str) -> Compose:
     """The :data:`PRESETS` recipe for ``dataset`` (``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``)."""
     if dataset not in PRESETS:
@@ -248,4 +289,4 @@ def augment_for(dataset: str) -> Compose:
 
 
 __all__ = ["Compose", "PRESETS", "RandomHorizontalFlip", "RandomRotation", "RandomShift", "augment_for",
-           "make_augment", "rotate_images", "shift_images"]
+           "make_augment", "parse_recipe", "rotate_images", "shift_images"]

@@ -94,7 +94,13 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--optimizer", choices=OPTIMIZERS,
                    help=f"default {d['optimizer']}; 'momentum' is SGD with momentum 0.9")
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default none)")
-    p.add_argument("--augment", action="store_true", default=None, help="random shifts (and flips for CIFAR)")
+    p.add_argument("--augment", nargs="?", const=True, default=None, metavar="RECIPE",
+                   help="augment the training batches: alone, the data set's preset (MNIST: rotations up to 10 "
+                        "degrees and shifts up to 2 pixels; Fashion-MNIST: shifts and flips; CIFAR-10: shifts up "
+                        "to 4 and flips); or a recipe of comma-separated parts shift=N, rotate=DEG, flip, e.g. "
+                        "--augment flip")
+    p.add_argument("--label-smoothing", type=float, metavar="EPS",
+                   help="spread EPS of each target over all classes in the cross-entropy (default 0; try 0.1)")
     p.add_argument("--val-split", type=float, help="fraction of the training set held out (default 0)")
     p.add_argument("--patience", type=int,
                    help="stop when the validation loss has not improved for this many epochs and keep the best "

@@ -43,10 +43,13 @@ NORMALIZATIONS = ("auto", "none", "standard")
 TRAIN_DEFAULTS: dict[str, Any] = {
     "model": "seed", "dataset": "mnist", "epochs": 10, "batch_size": 64, "lr": 0.1, "optimizer": "sgd",
     "schedule": "none", "augment": False, "val_split": 0.0, "patience": None, "seed": 0, "limit": None,
-    "normalize": "auto",
+    "normalize": "auto", "label_smoothing": 0.0,
 }
 #: Options that may differ between an interrupted run and its ``--resume``.
 _RESUMABLE_CHANGES = ("epochs",)
+#: Settings added after the first release: a ``config.json`` or checkpoint without them means the default, so an
+#: older run still resumes. A checkpoint records them only when they differ from the default (:func:`_identity`).
+_ADDED_LATER = ("label_smoothing",)
 
 
 def check_config(config: dict[str, Any], source: str) -> None:
@@ -81,8 +84,19 @@ def check_config(config: dict[str, Any], source: str) -> None:
         bad("lr", "a finite number > 0", "Typical values: 0.1 for sgd, 0.001 for adam.")
     if isinstance(split, bool) or not isinstance(split, numbers.Real) or not 0 <= split < 1:
         bad("val_split", "a fraction in [0, 1)", "For example --val-split 0.1 holds out 10%.")
-    if not isinstance(config["augment"], bool):
-        bad("augment", "true or false")
+    if not isinstance(config["augment"], (bool, str)):
+        bad("augment", "true, false or a recipe such as 'shift=2,flip'")
+    if isinstance(config["augment"], str):
+        from numpycnn.augment import parse_recipe
+
+        try:
+            parse_recipe(config["augment"])
+        except ValueError as err:  # a bad part's value is named; a bad recipe needs only the expectation
+            bad("augment", "true, false or a recipe of comma-separated parts shift=N, rotate=DEG and flip "
+                "(e.g. 'shift=2,flip')", "" if "`recipe`" in str(err) else str(err))
+    smoothing = config["label_smoothing"]
+    if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real) or not 0 <= smoothing < 1:
+        bad("label_smoothing", "a fraction in [0, 1)", "Typical value: 0.1.")
     if config["patience"] is not None and not split:
         raise ValueError(f"{source}: --patience needs a validation set to watch: add --val-split, e.g. "
                          "--val-split 0.1.")
@@ -152,8 +166,8 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             history = model.fit(
                 train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
-                optimizer=optimizer, validation_split=config["val_split"], callbacks=callbacks,
-                verbose=0 if args.quiet else 1, rng=config["seed"], augment=_augment(config),
+                optimizer=optimizer, loss=_loss(config), validation_split=config["val_split"],
+                callbacks=callbacks, verbose=0 if args.quiet else 1, rng=config["seed"], augment=_augment(config),
                 resume_from=checkpoint if args.resume else None, distributed=dist or False)
     except KeyboardInterrupt as stop:
         if dist is None:
@@ -283,6 +297,8 @@ def resume_config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         stored = json.loads(config_path.read_text())
     except (OSError, ValueError) as err:
         raise ValueError(f"--resume: cannot read {str(config_path)!r}: {err}") from None
+    if isinstance(stored, dict):
+        stored = {**{key: TRAIN_DEFAULTS[key] for key in _ADDED_LATER}, **stored}
     if not isinstance(stored, dict) or set(stored) != set(TRAIN_DEFAULTS):
         raise ValueError(f"--resume: {str(config_path)!r} is not a numpycnn run configuration (its keys must "
                          f"be {sorted(TRAIN_DEFAULTS)}).")
@@ -304,8 +320,13 @@ def resume_config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint records of its run: every setting but those ``--resume`` may change."""
-    return {key: value for key, value in config.items() if key not in _RESUMABLE_CHANGES}
+    """What a checkpoint records of its run: every setting but those ``--resume`` may change.
+
+    Settings in ``_ADDED_LATER`` are left out at their default, so the checkpoint of a run started by an older
+    numpycnn (which did not have them) still matches.
+    """
+    return {key: value for key, value in config.items() if key not in _RESUMABLE_CHANGES
+            and not (key in _ADDED_LATER and value == TRAIN_DEFAULTS[key])}
 
 
 def _check_split_sizes(config: dict[str, Any], n: int) -> None:
@@ -372,11 +393,21 @@ def _callbacks(config: dict[str, Any], checkpoint: Path) -> list[Any]:
 
 
 def _augment(config: dict[str, Any]) -> Any:
+    """``--augment``: none, the data set's preset (``augment_for``), or a recipe such as ``shift=2,flip``."""
     if not config["augment"]:
         return None
-    from numpycnn.augment import augment_for
+    from numpycnn.augment import augment_for, make_augment, parse_recipe
 
+    if isinstance(config["augment"], str):
+        return make_augment(**parse_recipe(config["augment"]))
     return augment_for(config["dataset"])
+
+
+def _loss(config: dict[str, Any]) -> Any:
+    """Cross-entropy, with ``--label-smoothing`` if given."""
+    from numpycnn.losses import CrossEntropyLoss
+
+    return CrossEntropyLoss(label_smoothing=config["label_smoothing"])
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -448,7 +479,7 @@ def _follow(args: argparse.Namespace, dist: Any) -> int:
     try:
         with terminate_as_interrupt(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             model.fit(train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
-                      optimizer=_optimizer(config), validation_split=config["val_split"],
+                      optimizer=_optimizer(config), loss=_loss(config), validation_split=config["val_split"],
                       callbacks=_callbacks(config, checkpoint), verbose=0, rng=config["seed"],
                       augment=_augment(config), resume_from=checkpoint if args.resume else None,
                       distributed=dist)
