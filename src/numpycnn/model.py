@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks, training
+from numpycnn import _checks, backend, training
 from numpycnn._modelfile import save_model
 from numpycnn.layers.base import LAYER_REGISTRY, Layer, iter_parameters, unknown_layer_message
 from numpycnn.plan import ExecutionPlan
@@ -148,11 +148,39 @@ class Sequential:
         if missing or unexpected:
             raise ValueError(f"Sequential.load_state_dict: missing tensors {missing}, unexpected tensors {unexpected}.")
         for name, target in own.items():
-            source = np.asarray(state[name])
+            source = backend.to_device(state[name], backend.device_of(target))  # host or device, onto the model's
             if source.shape != target.shape:
                 _checks.fail("Sequential.load_state_dict", f"state[{name!r}]", f"an array of shape {target.shape}",
                              source, got=f"shape {source.shape}")
             target[...] = source
+
+    def to(self, device: str) -> Sequential:
+        """Move parameters, gradients and buffers to ``device`` and return the model, as in PyTorch.
+
+        ``"cpu"`` is NumPy; ``"cuda"`` is CuPy on an NVIDIA GPU (``pip install "numpycnn[gpu]"``). ``fit``,
+        ``evaluate`` and ``predict`` then send each batch there and bring results back; ``save`` writes host
+        copies. An optimiser's state follows the parameters at its next step. Raises ``RuntimeError`` naming
+        the fix when the device cannot run here.
+
+        Examples
+        --------
+        >>> from numpycnn.layers import Dense
+        >>> model = Sequential(Dense(4, 2)).to("cpu")
+        >>> model.device
+        'cpu'
+        """
+        backend.get_device(device)  # checks the name and that the device runs here, before anything moves
+        for layer in self.layers:
+            layer.to(device)
+        return self
+
+    @property
+    def device(self) -> str:
+        """Where the parameters live: ``"cpu"`` (NumPy), ``"cuda"`` (CuPy), or a registered device."""
+        for layer in self.layers:
+            for value in (*layer.params.values(), *layer.buffers.values()):
+                return backend.device_of(value)
+        return "cpu"
 
     def astype(self, dtype: Any) -> Sequential:
         for layer in self.layers:
