@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from numpycnn import backend
+from numpycnn.errors import DeviceError
 from numpycnn.io import load_checkpoint, load_model, save_checkpoint
 from numpycnn.layers import Conv2D, Dense, Flatten, ReLU
 from numpycnn.model import Sequential
@@ -85,11 +86,11 @@ def test_unknown_device_is_named():
 
 def test_cuda_without_cupy_names_the_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` raises ImportError, as without CuPy
-    with pytest.raises(RuntimeError, match=r'CuPy is not installed. Install CuPy with pip install "numpycnn\[gpu\]" '
+    with pytest.raises(DeviceError, match=r'CuPy is not installed. Install CuPy with pip install "numpycnn\[gpu\]" '
                                            r"\(it needs an NVIDIA GPU with CUDA"):
         backend.get_device("cuda")
     model = seed_cnn()
-    with pytest.raises(RuntimeError, match="numpycnn.gpu"):
+    with pytest.raises(DeviceError, match="numpycnn.gpu"):
         model.to("cuda")
     assert model.device == "cpu"
 

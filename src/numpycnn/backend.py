@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from numpycnn.errors import DeviceError
+
 #: How to get CuPy: the extra that installs it, and what it needs.
 GPU_HINT = ('Install CuPy with pip install "numpycnn[gpu]" (it needs an NVIDIA GPU with CUDA 12 and its '
             'driver), or use device "cpu".')
@@ -69,17 +71,17 @@ def get_array_module(*arrays: Any) -> Any:
 
 
 def _cupy() -> ModuleType:
-    """CuPy, checked to reach a GPU; a ``RuntimeError`` naming the fix otherwise."""
+    """CuPy, checked to reach a GPU; a ``DeviceError`` (a ``RuntimeError``) naming the fix otherwise."""
     try:
         import cupy
     except ImportError:
         _fail("device", "device", "a device this machine can run", "'cuda', but CuPy is not installed", GPU_HINT,
-              RuntimeError)
+              DeviceError)
     try:
         cupy.zeros(1, np.float32)  # allocates on the current GPU: fails without a driver or a GPU
     except Exception as err:  # CuPy raises several CUDA error types; all mean the same here
         _fail("device", "device", "a device this machine can run",
-              f"'cuda', but CuPy cannot allocate on a GPU ({type(err).__name__}: {err})", GPU_HINT, RuntimeError)
+              f"'cuda', but CuPy cannot allocate on a GPU ({type(err).__name__}: {err})", GPU_HINT, DeviceError)
     return cupy
 
 
@@ -92,8 +94,8 @@ def _cupy_to_host(a: Any) -> np.ndarray:
 
 
 def _fail(owner: str, name: str, expectation: str, got: str, hint: str = "", error: type = ValueError) -> Any:
-    """Raise in the house template of :func:`numpycnn._checks.fail` (which imports this module, so it is
-    written out here)."""
+    """Raise in the house template of :func:`numpycnn._checks.fail` (which imports this module, so the
+    template is written out here)."""
     raise error(f"{owner}: `{name}` must be {expectation}. Got {got}." + (f" {hint}" if hint else ""))
 
 

@@ -102,7 +102,7 @@ def load_model(path: Any, device: str = "cpu") -> Sequential:
         arguments, or its tensors do not match the architecture (names, shapes, kinds, finite values).
     OSError
         If the file cannot be opened.
-    RuntimeError
+    numpycnn.DeviceError
         If ``device`` cannot run on this machine (checked before the file is read).
     """
     backend.get_device(device)

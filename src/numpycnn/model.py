@@ -159,7 +159,7 @@ class Sequential:
 
         ``"cpu"`` is NumPy; ``"cuda"`` is CuPy on an NVIDIA GPU (``pip install "numpycnn[gpu]"``). ``fit``,
         ``evaluate`` and ``predict`` then send each batch there and bring results back; ``save`` writes host
-        copies. An optimiser's state follows the parameters at its next step. Raises ``RuntimeError`` naming
+        copies. An optimiser's state follows the parameters at its next step. Raises ``DeviceError`` naming
         the fix when the device cannot run here.
 
         Examples
