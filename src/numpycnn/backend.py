@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -70,8 +71,9 @@ def get_array_module(*arrays: Any) -> Any:
     return np
 
 
+@functools.cache
 def _cupy() -> ModuleType:
-    """CuPy, checked to reach a GPU; a ``DeviceError`` (a ``RuntimeError``) naming the fix otherwise."""
+    """CuPy, checked once to reach a GPU; a ``DeviceError`` (a ``RuntimeError``) naming the fix otherwise."""
     try:
         import cupy
     except ImportError:

@@ -119,7 +119,7 @@ def _maxpool_by_offsets(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.
     for t, view in enumerate(views, start=1):
         xp.greater(view, out, out=better)  # strict: an equal later value does not take over
         xp.maximum(out, view, out=out)  # propagates NaN like PyTorch
-        xp.copyto(argmax, t, where=better)
+        xp.copyto(argmax, argmax.dtype.type(t), where=better)  # a typed scalar: CuPy checks casts of Python ints
     return out, argmax
 
 
