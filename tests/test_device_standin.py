@@ -148,10 +148,14 @@ def test_fit_on_the_device_equals_fit_on_the_cpu(build, make_optimizer):
         assert model.device == device
         assert all(backend.device_of(v) == device for slots in optimizer.state.values() for v in slots.values())
         results[device] = (history.history, {k: backend.to_host(v) for k, v in model.state_dict().items()})
-    timeless = [{k: v for k, v in results[d][0].items() if k != "seconds"} for d in ("cpu", DEVICE)]
-    assert timeless[1] == pytest.approx(timeless[0]) and "val_accuracy" in timeless[0]
+    # equal up to the order of float32 sums (a device convolution runs the batch in one chunk, see
+    # functional/conv.py DEVICE_CHUNK_BYTES)
+    assert "val_accuracy" in results["cpu"][0]
+    for key, values in results["cpu"][0].items():
+        if key != "seconds":
+            np.testing.assert_allclose(results[DEVICE][0][key], values, rtol=1e-5, err_msg=key)
     for name, value in results["cpu"][1].items():
-        np.testing.assert_allclose(results[DEVICE][1][name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(results[DEVICE][1][name], value, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_evaluate_and_predict_on_the_device_return_host_results():

@@ -7,7 +7,8 @@ sums with one loop structure for the forward pass, the weight gradient and the i
    takes about :data:`CHUNK_BYTES` (a few MiB, the size of this machine's L2 cache): the columns are written
    and then read by the matrix product while they are still in cache, and no batch-sized column matrix is ever
    kept. Backward rebuilds the columns of each chunk from the cached input instead of storing them, except
-   for a batch that fits in one chunk, whose columns are still in the workspace and are reused.
+   for a batch that fits in one chunk, whose columns are still in the workspace and are reused. On a device
+   (CuPy arrays) chunks are far larger, :data:`DEVICE_CHUNK_BYTES`: a GPU has no such cache to fit.
 2. **im2col.** A chunk (n, C, H, W) is copied into a zero-padded buffer; the column matrix ``cols`` gets
    ``kh * kw`` slice copies, one per kernel offset (i, j): ``cols[.., i, j, ..] = xpad[:, :, i::sh, j::sw]``
    cropped to the output grid (:func:`im2col`).
@@ -119,6 +120,11 @@ class ConvCache(NamedTuple):
 #: images a chunk (3.9 MiB) ran the forward pass 1.7x faster than the whole batch at once (49 -> 28 ms).
 CHUNK_BYTES = 4 << 20
 
+#: The chunk on a device (CuPy). The cache argument above is a CPU's: a GPU runs one large product far better
+#: than many small ones, each a kernel launch, so a chunk there may take up to 256 MiB of columns (one chunk for
+#: most batches). Not yet measured on a GPU (benchmarks/gpu_check.py will).
+DEVICE_CHUNK_BYTES = 256 << 20
+
 
 #: Below this ``K = C kh kw`` a convolution runs batch-major (measured here: the single-channel 3x3 layers,
 #: K = 9, ran forward and backward about twice as fast batch-major; K = 288 ran as fast channel-major on one
@@ -153,8 +159,9 @@ def conv2d_output_size(size: int, kernel: int, stride: int, padding: int) -> int
 
 
 def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: int | tuple[int, int],
-                  padding: int | tuple[int, int], itemsize: int = 4) -> ConvGeometry:
-    """Compute the sizes of a convolution; raises ``ValueError`` when the kernel exceeds the padded input."""
+                  padding: int | tuple[int, int], itemsize: int = 4, chunk_bytes: int | None = None) -> ConvGeometry:
+    """Compute the sizes of a convolution; raises ``ValueError`` when the kernel exceeds the padded input.
+    A chunk's columns take about ``chunk_bytes`` (default :data:`CHUNK_BYTES`)."""
     N, C, H, W = x_shape
     F, _, kh, kw = w_shape
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
@@ -168,7 +175,8 @@ def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: in
     Hb = H + 2 * ph + (1 if wide and kw > 1 else 0)
     Wb = W + 2 * pw
     Wq = Wb if wide else Wo
-    chunk = int(min(N, max(1, CHUNK_BYTES // (C * kh * kw * Ho * Wq * itemsize))))
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    chunk = int(min(N, max(1, chunk_bytes // (C * kh * kw * Ho * Wq * itemsize))))
     return ConvGeometry(N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo, Hb, Wb, Wq, wide, batch_major(C, kh, kw),
                         chunk)
 
@@ -304,7 +312,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
     ((2, 4, 5, 5), 9.0, 4.0)
     """
     xp = get_array_module(x)
-    g = conv_geometry(x.shape, w.shape, stride, padding, x.dtype.itemsize)
+    chunk_bytes = CHUNK_BYTES if xp is np else DEVICE_CHUNK_BYTES  # the rule: cache-sized on a CPU only
+    g = conv_geometry(x.shape, w.shape, stride, padding, x.dtype.itemsize, chunk_bytes)
     dtype = x.dtype
     w_mat = w.reshape(g.F, g.C * g.kh * g.kw).astype(dtype, copy=False)  # (F, K)
     bias = None if b is None else b.astype(dtype, copy=False)[:, None]  # (F, 1)
