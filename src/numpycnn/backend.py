@@ -77,13 +77,18 @@ def _cupy() -> ModuleType:
     try:
         import cupy
     except ImportError:
+        cupy = None
+    if cupy is None:
         _fail("device", "device", "a device this machine can run", "'cuda', but CuPy is not installed", GPU_HINT,
               DeviceError)
+    problem = None
     try:
         cupy.zeros(1, np.float32)  # allocates on the current GPU: fails without a driver or a GPU
     except Exception as err:  # CuPy raises several CUDA error types; all mean the same here
+        problem = f"{type(err).__name__}: {err}"
+    if problem is not None:
         _fail("device", "device", "a device this machine can run",
-              f"'cuda', but CuPy cannot allocate on a GPU ({type(err).__name__}: {err})", GPU_HINT, DeviceError)
+              f"'cuda', but CuPy cannot allocate on a GPU ({problem})", GPU_HINT, DeviceError)
     return cupy
 
 
