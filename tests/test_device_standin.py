@@ -95,6 +95,17 @@ def test_cuda_without_cupy_names_the_fix(monkeypatch):
     assert model.device == "cpu"
 
 
+def test_the_cpu_device_cannot_be_replaced():
+    with pytest.raises(ValueError, match="register_device: `name` must be a new device name other than 'cpu'"):
+        backend.register_device("cpu", lambda: np, backend.to_host, backend.to_host)
+
+
+def test_distributed_training_refuses_a_model_off_the_cpu():
+    x, y = data(8)
+    with pytest.raises(ValueError, match=r"fit: `model.device` must be 'cpu' for distributed training"):
+        seed_cnn().to(DEVICE).fit(x, y, epochs=1, optimizer=SGD(0.1), verbose=0, distributed=True)
+
+
 def test_importing_numpycnn_never_imports_cupy():
     code = "import sys, numpycnn, numpycnn.models, numpycnn.io, numpycnn.cli; print('cupy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -14,6 +14,9 @@ A layer holds its parameters and the cache of its last forward pass; the math li
   an input the layer cannot take. ``Sequential.summary`` and model-file checks use it.
 - ``reset_parameters(rng, nonlinearity)`` (re)draws the parameters from a ``numpy.random.Generator``.
 - Layers that draw random numbers while running (``Dropout``) keep their generator in ``self.rng``.
+- ``to(device)`` moves ``params``, ``grads`` and ``buffers`` to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy); the math
+  takes its array module from its input, ``xp = numpycnn.backend.get_array_module(x)``, so one code path runs
+  on both. A custom layer that creates arrays in ``forward``/``backward`` does the same to run on a GPU.
 """
 
 from __future__ import annotations
