@@ -39,6 +39,12 @@ GPU_HINT = ('Install CuPy with pip install "numpycnn[gpu]" (it needs an NVIDIA G
             'driver), or use device "cpu".')
 
 
+def _fail(owner: str, name: str, expectation: str, got: str, hint: str = "", error: type = ValueError) -> Any:
+    """Raise in the house template of :func:`numpycnn._checks.fail` (which imports this module, so the
+    template is written out here)."""
+    raise error(f"{owner}: `{name}` must be {expectation}. Got {got}." + (f" {hint}" if hint else ""))
+
+
 class Device(NamedTuple):
     """One row of the device table.
 
@@ -100,14 +106,8 @@ def _cupy_to_host(a: Any) -> np.ndarray:
     return a.get()
 
 
-def _fail(owner: str, name: str, expectation: str, got: str, hint: str = "", error: type = ValueError) -> Any:
-    """Raise in the house template of :func:`numpycnn._checks.fail` (which imports this module, so the
-    template is written out here)."""
-    raise error(f"{owner}: `{name}` must be {expectation}. Got {got}." + (f" {hint}" if hint else ""))
-
-
 _DEVICES: dict[str, Device] = {
-    "cpu": Device("cpu", lambda: np, lambda a: to_host(a), lambda a: to_host(a)),
+    "cpu": Device("cpu", lambda: np, lambda a: to_host(a), np.asarray),
     "cuda": Device("cuda", _cupy, _cupy_to_device, _cupy_to_host),
 }
 
@@ -153,19 +153,17 @@ def _loaded(device: Device) -> Any:
 
 def to_device(array: Any, device: str) -> Any:
     """``array`` (host or device) on ``device``: the array itself when it is there already, else a copy."""
-    if device == "cpu":
-        return to_host(array)
+    target = get_device(device)
     if get_array_module(array) is not np and device_of(array) == device:
         return array
-    return get_device(device).to_device(array)
+    return target.to_device(array)
 
 
 def to_host(array: Any) -> np.ndarray:
-    """``array`` as a ``numpy.ndarray``: itself for a NumPy array, else a host copy of the device array."""
+    """``array`` as a ``numpy.ndarray``: itself for a NumPy array, else a host copy (of a device array, or
+    ``np.asarray`` of a list or scalar)."""
     if isinstance(array, np.ndarray):
         return array
-    if get_array_module(array) is np:
-        return np.asarray(array)
     return _DEVICES[device_of(array)].to_host(array)
 
 

@@ -62,7 +62,8 @@ def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray,
     else:
         if eps:
             targets = (1 - eps) * targets + eps / k  # (N, K): t' = (1 - eps) t + eps / K
-        terms = targets * xp.where(targets != 0, logp, 0)  # 0 * -inf -> 0 (CuPy's ufuncs take no `where=`)
+        terms = xp.where(targets != 0, logp, 0)  # (N, K) in logp's dtype; 0 where t = 0, so never 0 * -inf
+        terms *= targets  # (xp.where, not a ufunc's `where=`, which CuPy does not take)
         loss = -float(xp.sum(terms, dtype=np.float64)) / n
     return loss, (logp, targets, eps)
 
