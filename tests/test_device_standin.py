@@ -14,6 +14,7 @@ from numpycnn import backend
 from numpycnn.errors import DeviceError
 from numpycnn.io import load_checkpoint, load_model, save_checkpoint
 from numpycnn.layers import Conv2D, Dense, Flatten, ReLU
+from numpycnn.losses import CrossEntropyLoss, MSELoss
 from numpycnn.model import Sequential
 from numpycnn.models import deep_cnn, seed_cnn
 from numpycnn.optim import SGD, Adam
@@ -110,6 +111,22 @@ def test_importing_numpycnn_never_imports_cupy():
     code = "import sys, numpycnn, numpycnn.models, numpycnn.io, numpycnn.cli; print('cupy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("loss, targets", [
+    (CrossEntropyLoss(), np.array([0, 3, 1, 3])),
+    (CrossEntropyLoss(label_smoothing=0.1), np.array([2, 0, 1, 3])),
+    (CrossEntropyLoss(label_smoothing=0.2), np.eye(4, dtype=np.float32)[[1, 1, 0, 2]] * 0.5 + 0.125),
+    (MSELoss(), np.linspace(-1, 1, 16, dtype=np.float32).reshape(4, 4)),
+], ids=["labels", "smoothed", "probabilities", "mse"])
+def test_losses_on_the_device_equal_numpys(loss, targets):
+    logits = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
+    value, grad = loss.forward(logits, targets), loss.backward()
+    device_value = loss.forward(on_device(logits), on_device(targets))
+    device_grad = loss.backward()
+    assert type(device_value) is float and device_value == pytest.approx(value, rel=1e-6)
+    assert backend.device_of(device_grad) == DEVICE and backend.to_host(device_grad).dtype == grad.dtype
+    np.testing.assert_allclose(backend.to_host(device_grad), grad, rtol=1e-6)
 
 
 # -- the model on a device -----------------------------------------------------------------------------------
