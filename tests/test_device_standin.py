@@ -143,6 +143,15 @@ def test_to_moves_parameters_gradients_and_buffers_and_back():
         np.testing.assert_array_equal(value, before[name])
 
 
+def test_a_host_batch_for_a_model_on_the_device_is_refused_with_the_fix():
+    model = seed_cnn().to(DEVICE)
+    with pytest.raises(TypeError, match=r"Sequential.forward: `x` must be an array on the model's device 'standin'. "
+                                        r"Got an array on 'cpu'. Move it with numpycnn.backend.to_device"):
+        model(np.zeros((1, 1, 28, 28), np.float32))
+    with pytest.raises(TypeError, match="must be an array on the model's device 'cpu'. Got an array on 'standin'"):
+        seed_cnn()(on_device(np.zeros((1, 1, 28, 28), np.float32)))
+
+
 def test_lazy_layers_are_built_on_the_inputs_device():
     model = Sequential(Conv2D(out_channels=4, kernel_size=3), ReLU(), Flatten(), Dense(out_features=3)).initialize(0)
     model.to(DEVICE)

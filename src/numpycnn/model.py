@@ -73,6 +73,7 @@ class Sequential:
         #: The input normalisation the model was trained with, ``{"mean": [...], "std": [...]}`` per channel of
         #: images scaled to [0, 1], saved in model files so ``predict`` on raw images preprocesses alike.
         self.normalization: dict[str, list[float]] | None = None
+        self._device = "cpu"  # where lazy layers will be: the device of the last ``to``
         if self.input_shape is not None:
             self.output_shapes(self.input_shape, build=True)  # infer lazy sizes; fail early if inconsistent
 
@@ -84,11 +85,21 @@ class Sequential:
         is the identity, so two calls on the same input give the same output. Pass ``training=True`` for a
         training step by hand (``fit`` does); ``backward`` works after either mode. ``keep_cache=False`` drops
         each layer's cache once it has run, for inference nobody backpropagates through: memory then holds one
-        layer's input and output at a time.
+        layer's input and output at a time. ``x`` must be on :attr:`device` (``fit``, ``evaluate`` and
+        ``predict`` move their batches there).
         """
         if not isinstance(training, (bool, np.bool_)):
             _checks.fail("Sequential.forward", "training", "True or False", training, error=TypeError)
+        if type(x) is not np.ndarray or self._device != "cpu":
+            self._check_device(x)
         return self.plan().forward(x, bool(training), keep_cache)
+
+    def _check_device(self, x: Any) -> None:
+        where, device = backend.device_of(x), self.device
+        if where != device:
+            _checks.fail("Sequential.forward", "x", f"an array on the model's device {device!r}", x,
+                         f"Move it with numpycnn.backend.to_device(x, {device!r}), or call model.predict(x), "
+                         "which does.", TypeError, got=f"an array on {where!r}")
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``model(x)``: :meth:`forward` in inference mode; training mode only with ``training=True``."""
@@ -172,15 +183,17 @@ class Sequential:
         backend.get_device(device)  # checks the name and that the device runs here, before anything moves
         for layer in self.layers:
             layer.to(device)
+        self._device = device
         return self
 
     @property
     def device(self) -> str:
-        """Where the parameters live: ``"cpu"`` (NumPy), ``"cuda"`` (CuPy), or a registered device."""
+        """Where the parameters live: ``"cpu"`` (NumPy), ``"cuda"`` (CuPy), or a registered device; for a model
+        without parameters yet (lazy layers), the device of the last :meth:`to`."""
         for layer in self.layers:
             for value in (*layer.params.values(), *layer.buffers.values()):
                 return backend.device_of(value)
-        return "cpu"
+        return self._device
 
     def astype(self, dtype: Any) -> Sequential:
         for layer in self.layers:
