@@ -242,7 +242,8 @@ class Sequential:
         return training.evaluate(self, x, y, **kwargs)
 
     def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
-        """Class probabilities ``(N, classes)``; see :func:`numpycnn.training.predict`."""
+        """Class probabilities ``(N, classes)`` as a NumPy array, on any device; see
+        :func:`numpycnn.training.predict`."""
         return training.predict(self, x, **kwargs)
 
     def predict_classes(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
@@ -250,7 +251,8 @@ class Sequential:
         return np.argmax(self.predict(x, **kwargs), axis=1).astype(np.int64)
 
     def save(self, path: Any) -> None:
-        """Write the model as a safetensors file (atomically); see :func:`numpycnn.io.save_model`."""
+        """Write the model as a safetensors file (atomically, host copies from any device); see
+        :func:`numpycnn.io.save_model`."""
         save_model(self, path)
 
     # -- description --------------------------------------------------------------------------------------------
