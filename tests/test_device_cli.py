@@ -34,6 +34,14 @@ def test_train_on_cuda_without_cupy_says_so_and_writes_nothing(tmp_path, capsys,
     assert not out.exists()
 
 
+def test_distributed_training_on_cuda_is_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*COMMON, "--device", "cuda", "--distributed", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "`--device` must be cpu with --distributed" in err[0], err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", [["evaluate", "--limit", "10"], ["predict", "picture.png"],
                                      ["serve", "--port", "0"]])
 def test_the_other_commands_on_cuda_without_cupy_say_so(tmp_path, capsys, no_cupy, command):

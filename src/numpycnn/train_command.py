@@ -123,6 +123,9 @@ def run_train(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace, dist: Any) -> int:
     config, out = train_config(args)
     if args.device is not None:  # before the folder is taken: no GPU, nothing written
+        if args.distributed and args.device != "cpu":
+            raise ValueError(f"train: `--device` must be cpu with --distributed (MPI sums host arrays). Got "
+                             f"{args.device!r}. Train on one GPU without --distributed, or on CPUs with it.")
         backend.get_device(args.device)
     say = (lambda *a: None) if args.quiet else print
     if args.out is None and not args.resume and not args.overwrite and runs.holds_run(out):
