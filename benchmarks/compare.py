@@ -1,4 +1,4 @@
-"""numpycnn against PyTorch on this machine's CPU, side by side.
+"""numpycnn against PyTorch on this machine's CPU, side by side (or on its GPU with ``--device cuda``).
 
 Run ``python -m benchmarks.compare`` (add ``--quick`` for a short run). Each measurement alternates the two systems
 for several rounds and reports medians, so that both see the same machine state. Without PyTorch installed it
@@ -11,6 +11,9 @@ Measured:
 4. wall time and peak resident memory of the full original experiment (``numpycnn train``, 10 epochs);
 5. peak resident memory of ``evaluate`` of ``deep_cnn`` on the 10,000 test images, in a child process;
 6. the loop-based reference convolution and pooling against the vectorised ones (what vectorisation buys).
+
+With ``--device cuda`` (CuPy, and PyTorch with CUDA) only 1-3 run, both systems on the GPU, batches already
+there; each timed loop ends by waiting for the GPU. ``benchmarks/gpu_check.py`` is the fuller GPU check.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from numpycnn import datasets, models, reference
+from numpycnn import backend, datasets, models, reference
+from numpycnn.errors import DeviceError
 from numpycnn.functional import conv as fast_conv
 from numpycnn.functional import pool as fast_pool
 from numpycnn.losses import CrossEntropyLoss
@@ -63,8 +67,23 @@ def mnist_batches(batch_size: int, count: int) -> list[tuple[np.ndarray, np.ndar
 
 
 # -- one system's timed loops ----------------------------------------------------------------------------------
-def numpy_train_loop(model, batches, lr: float = 0.1, adam: bool = False) -> Callable[[], float]:
+def numpy_wait(device: str) -> Callable[[], None]:
+    """What waits until numpycnn's queued work on ``device`` is done (nothing to wait for on the CPU)."""
+    if device == "cpu":
+        return lambda: None
+    xp = backend.get_device(device).module()
+    return xp.cuda.Device().synchronize
+
+
+def torch_wait(device: str) -> Callable[[], None]:
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def numpy_train_loop(model, batches, lr: float = 0.1, adam: bool = False, device: str = "cpu") -> Callable[[], float]:
     loss, optimizer = CrossEntropyLoss(), Adam(lr=lr) if adam else SGD(lr=lr)
+    model.to(device)
+    batches = [(backend.to_device(xb, device), backend.to_device(yb, device)) for xb, yb in batches]
+    wait = numpy_wait(device)
 
     def run() -> float:
         start = time.perf_counter()
@@ -72,16 +91,19 @@ def numpy_train_loop(model, batches, lr: float = 0.1, adam: bool = False) -> Cal
             loss.forward(model.forward(xb, training=True), yb)
             model.backward(loss.backward(), input_grad=False)  # torch skips it too
             optimizer.step(model)
+        wait()
         return len(batches) * len(batches[0][0]) / (time.perf_counter() - start)
 
     return run
 
 
-def torch_train_loop(net, batches, lr: float = 0.1, adam: bool = False) -> Callable[[], float]:
+def torch_train_loop(net, batches, lr: float = 0.1, adam: bool = False, device: str = "cpu") -> Callable[[], float]:
+    net.to(device)
     optim = torch.optim.Adam if adam else torch.optim.SGD
     loss_fn, optimizer = torch.nn.CrossEntropyLoss(), optim(net.parameters(), lr=lr)
-    tensors = [(torch.from_numpy(xb), torch.from_numpy(yb)) for xb, yb in batches]
+    tensors = [(torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device)) for xb, yb in batches]
     net.train()
+    wait = torch_wait(device)
 
     def run() -> float:
         start = time.perf_counter()
@@ -89,23 +111,29 @@ def torch_train_loop(net, batches, lr: float = 0.1, adam: bool = False) -> Calla
             optimizer.zero_grad(set_to_none=True)
             loss_fn(net(xb), yb).backward()
             optimizer.step()
+        wait()
         return len(tensors) * len(tensors[0][0]) / (time.perf_counter() - start)
 
     return run
 
 
-def numpy_infer_loop(model, x: np.ndarray, repeats: int) -> Callable[[], float]:
+def numpy_infer_loop(model, x: np.ndarray, repeats: int, device: str = "cpu") -> Callable[[], float]:
+    model.to(device)
+    x, wait = backend.to_device(x, device), numpy_wait(device)
+
     def run() -> float:
         start = time.perf_counter()
         for _ in range(repeats):
             model.forward(x, training=False)
+        wait()
         return repeats * len(x) / (time.perf_counter() - start)
 
     return run
 
 
-def torch_infer_loop(net, x: np.ndarray, repeats: int) -> Callable[[], float]:
-    xt = torch.from_numpy(x)
+def torch_infer_loop(net, x: np.ndarray, repeats: int, device: str = "cpu") -> Callable[[], float]:
+    net.to(device)
+    xt, wait = torch.from_numpy(x).to(device), torch_wait(device)
     net.eval()
 
     def run() -> float:
@@ -113,6 +141,7 @@ def torch_infer_loop(net, x: np.ndarray, repeats: int) -> Callable[[], float]:
         with torch.inference_mode():
             for _ in range(repeats):
                 net(xt)
+        wait()
         return repeats * len(x) / (time.perf_counter() - start)
 
     return run
@@ -130,26 +159,31 @@ def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, fl
 
 
 # -- the measurements ------------------------------------------------------------------------------------------
+def torch_runs_on(device: str) -> bool:
+    """Whether PyTorch is installed and can use ``device``."""
+    return torch is not None and (device == "cpu" or torch.cuda.is_available())
+
+
 def compare_training(builder, batch_size: int, steps: int, rounds: int, lr: float,
-                     adam: bool = False) -> dict[str, float]:
+                     adam: bool = False, device: str = "cpu") -> dict[str, float]:
     batches = mnist_batches(batch_size, steps)
     model = builder()
-    runs = {"numpycnn": numpy_train_loop(model, batches, lr, adam)}
-    if torch is not None:
+    runs = {"numpycnn": numpy_train_loop(model, batches, lr, adam, device)}
+    if torch_runs_on(device):
         from benchmarks.torch_models import to_torch
 
-        runs["pytorch"] = torch_train_loop(to_torch(builder()), batches, lr, adam)
+        runs["pytorch"] = torch_train_loop(to_torch(builder()), batches, lr, adam, device)
     return alternate(runs, rounds)
 
 
-def compare_inference(builder, batch_size: int, repeats: int, rounds: int) -> dict[str, float]:
+def compare_inference(builder, batch_size: int, repeats: int, rounds: int, device: str = "cpu") -> dict[str, float]:
     x = mnist_batches(batch_size, 1)[0][0]
     model = builder()
-    runs = {"numpycnn": numpy_infer_loop(model, x, repeats)}
-    if torch is not None:
+    runs = {"numpycnn": numpy_infer_loop(model, x, repeats, device)}
+    if torch_runs_on(device):
         from benchmarks.torch_models import to_torch
 
-        runs["pytorch"] = torch_infer_loop(to_torch(model), x, repeats)
+        runs["pytorch"] = torch_infer_loop(to_torch(model), x, repeats, device)
     return alternate(runs, rounds)
 
 
@@ -225,12 +259,15 @@ def vectorisation_gain(rounds: int) -> dict[str, float]:
 
 
 # -- report ----------------------------------------------------------------------------------------------------
-def ratio_row(name: str, figures: dict[str, float], unit: str, target: float) -> str:
+def ratio_row(name: str, figures: dict[str, float], unit: str, target: float | None) -> str:
     ours = figures["numpycnn"]
     theirs = figures.get("pytorch")
+    aim = "" if target is None else f"{target:.1f}x"
     if theirs is None:
-        return f"| {name} | {ours:,.0f} {unit} | (PyTorch not installed) | | {target:.1f}x |"
+        return f"| {name} | {ours:,.0f} {unit} | (PyTorch not installed) | | {aim} |"
     ratio = ours / theirs
+    if target is None:  # on a GPU there is no target yet: the first measurement sets the baseline
+        return f"| {name} | {ours:,.0f} {unit} | {theirs:,.0f} {unit} | **{ratio:.2f}x** | |"
     verdict = "met" if ratio >= target else f"missed by {target - ratio:.2f}x"
     return f"| {name} | {ours:,.0f} {unit} | {theirs:,.0f} {unit} | **{ratio:.2f}x** | {target:.1f}x ({verdict}) |"
 
@@ -241,8 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds, no full experiment")
     parser.add_argument("--skip-full", action="store_true", help="skip the 10-epoch original experiment")
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: both systems on the GPU, training and inference only")
     args = parser.parse_args(argv)
     rounds = 2 if args.quick else args.rounds
+    if args.device == "cuda":
+        return gpu_main(args, rounds)
     threads = blas_threads()
     if torch is not None:
         torch.set_num_threads(threads)
@@ -283,6 +324,36 @@ def main(argv: list[str] | None = None) -> int:
         f"Loop-based reference (`numpycnn.reference`, the original style) vs vectorised, conv 1->8 3x3 + max pool, "
         f"forward and backward of 8 images: {gain['loops'] * 1e3:,.1f} ms vs {gain['vectorised'] * 1e3:,.3f} ms "
         f"(**{gain['loops'] / gain['vectorised']:,.0f}x** faster).",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.output:
+        args.output.write_text(table + "\n")
+    return 0
+
+
+def gpu_main(args: argparse.Namespace, rounds: int) -> int:
+    """Training and inference throughput, numpycnn on CuPy against PyTorch CUDA eager, same batches."""
+    try:
+        backend.get_device("cuda")
+    except DeviceError as err:  # without CuPy or a GPU: one line that says what to install
+        print(f"compare --device cuda: {err}", file=sys.stderr)
+        return 2
+    seed_train = compare_training(models.seed_cnn, 64, 40 if args.quick else 200, rounds, lr=0.1, device="cuda")
+    seed_infer = compare_inference(models.seed_cnn, 1000, 3 if args.quick else 10, rounds, device="cuda")
+    deep_train = compare_training(models.deep_cnn, 128, 3 if args.quick else 12, rounds, lr=1e-3, adam=True,
+                                  device="cuda")
+    torch_version = torch.__version__ if torch is not None else "not installed"
+    lines = [
+        f"Device: CUDA; Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"CuPy {backend.get_device('cuda').module().__version__}, PyTorch {torch_version}; "
+        f"{time.strftime('%Y-%m-%d')}; median of {rounds} alternating rounds.",
+        "",
+        "| measurement | numpycnn (CuPy) | PyTorch (CUDA) | ratio | target |",
+        "|---|---|---|---|---|",
+        ratio_row("original network, training, batch 64 (SGD)", seed_train, "img/s", None),
+        ratio_row("original network, inference, batch 1000", seed_infer, "img/s", None),
+        ratio_row("deep_cnn, training, batch 128 (Adam)", deep_train, "img/s", None),
     ]
     table = "\n".join(lines)
     print(table)

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn import backend
+
 
 def to_torch(model: Any, copy_weights: bool = True) -> Any:
     """Return ``torch.nn.Sequential`` with one module per numpycnn layer (same state-dict names)."""
@@ -46,6 +48,7 @@ def to_torch(model: Any, copy_weights: bool = True) -> Any:
     modules = [module_for(spec["type"], spec["config"]) for spec in model.get_config()["layers"]]
     net = nn.Sequential(*modules)
     if copy_weights:
-        state = {name: torch.from_numpy(np.array(value)) for name, value in model.state_dict().items()}
+        state = {name: torch.from_numpy(np.array(backend.to_host(value)))  # host copies, from any device
+                 for name, value in model.state_dict().items()}
         net.load_state_dict(state, strict=True)
     return net.float()

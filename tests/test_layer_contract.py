@@ -7,12 +7,17 @@ A new layer without a case fails ``test_every_registered_layer_has_a_case``.
 
 import json
 
+import fake_device
 import numpy as np
 import pytest
 
 import numpycnn.layers  # noqa: F401  (fills the registry)
+from numpycnn.backend import device_of, to_device, to_host
 from numpycnn.gradcheck import gradcheck
 from numpycnn.layers import LAYER_REGISTRY
+
+#: The NumPy-backed stand-in for a GPU (tests/fake_device.py); tests/test_gpu.py runs the same check on "cuda".
+STANDIN = fake_device.register()
 
 #: name -> (constructor kwargs, input shape with batch axis); non-default values where possible, so a config
 #: that forgets an argument rebuilds a different layer
@@ -35,11 +40,24 @@ CASES = {
 }
 
 
-def make(name, seed=0):
+#: More cases for the device check, for the kernels the cases above do not reach: the channel-major and
+#: strided convolutions (col2im), the 2x2 max-pooling fast path, a convolution without bias.
+DEVICE_CASES = {
+    **{name: (name, *case) for name, case in CASES.items()},
+    "Conv2D-channel-major-strided": ("Conv2D", {"in_channels": 8, "out_channels": 4, "kernel_size": 3,
+                                                "stride": 2, "padding": 1}, (3, 8, 7, 6)),
+    "Conv2D-channel-major-wide": ("Conv2D", {"in_channels": 8, "out_channels": 4, "kernel_size": 3,
+                                             "padding": 1, "bias": False}, (2, 8, 5, 5)),
+    "Conv2D-batch-major-narrow": ("Conv2D", {"in_channels": 1, "out_channels": 8, "kernel_size": 3}, (2, 1, 6, 5)),
+    "MaxPool2D-2x2": ("MaxPool2D", {"kernel_size": 2}, (2, 3, 5, 6)),
+}
+
+
+def make(name, seed=0, case=None):
     """The layer (params drawn from ``seed``), an input and an upstream gradient, all float32."""
     if name not in LAYER_REGISTRY:
         pytest.skip(f"{name} is not in LAYER_REGISTRY (not implemented yet)")
-    kwargs, shape = CASES[name]
+    kwargs, shape = CASES[name] if case is None else case
     layer = LAYER_REGISTRY[name](**kwargs)
     if layer.params:
         layer.reset_parameters(np.random.default_rng(seed), "relu")
@@ -200,3 +218,41 @@ def test_batch_of_one_and_integer_input(name):
     assert y.shape == (1, *layer.output_shape(x.shape[1:]))
     assert layer.backward(upstream(layer, y)).shape == x1.shape
     assert layer.forward((x * 3).astype(np.int64), training=False).dtype == np.float32
+
+
+def check_on_device(case, device, training, rtol=0.0, atol=0.0, dtype=np.float32):
+    """Forward and backward of the layer of ``DEVICE_CASES[case]`` on ``device`` equal NumPy's on the same
+    weights (and the same dropout mask): outputs, input gradients, parameter gradients and buffers, each left
+    on the device, in ``dtype``."""
+    name, *config = DEVICE_CASES[case]
+    host, x = make(name, case=config)
+    layer, _ = make(name, case=config)
+    host.astype(dtype)
+    layer.astype(dtype)
+    x = x.astype(dtype)
+    assert layer.to(device) is layer
+    y = host.forward(x, training=training)
+    y_dev = layer.forward(to_device(x, device), training=training)
+    dy = upstream(host, y)
+    dx_dev = layer.backward(to_device(dy, device))
+    pairs = [("y", y, y_dev), ("dx", host.backward(dy), dx_dev)]
+    pairs += [(f"grads[{k!r}]", host.grads[k], layer.grads[k]) for k in host.grads]
+    pairs += [(f"params[{k!r}]", host.params[k], layer.params[k]) for k in host.params]
+    pairs += [(f"buffers[{k!r}]", host.buffers[k], layer.buffers[k]) for k in host.buffers]
+    for what, expected, got in pairs:
+        assert device_of(got) == device, f"{name}: {what} left the device"
+        assert to_host(got).dtype == expected.dtype and (expected.dtype == dtype or "buffers" in what), what
+        np.testing.assert_allclose(to_host(got), expected, rtol=rtol, atol=atol, err_msg=f"{name}: {what}")
+
+
+@pytest.mark.parametrize("case", sorted(DEVICE_CASES))
+@pytest.mark.parametrize("training", [True, False])
+def test_forward_and_backward_on_a_device_equal_numpys(case, training):
+    """The stand-in device runs the same NumPy code behind CuPy's wall: equal results, and any host array
+    mixed into the device computation raises."""
+    check_on_device(case, STANDIN, training)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_on_a_device_stays_float64(name):
+    check_on_device(name, STANDIN, training=True, dtype=np.float64)

@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 from numpycnn._launch import limit_blas_threads
-from numpycnn.errors import DataError, ModelFileError, TrainingError
+from numpycnn.errors import DataError, DeviceError, ModelFileError, TrainingError
 
 __version__ = "0.1.0"
 
@@ -30,7 +30,7 @@ _SUBMODULES = (
     "pretrained", "reference", "schedules", "training",
 )
 
-__all__ = ["DataError", "ModelFileError", "TrainingError", "__version__", *_LAZY_NAMES, *_SUBMODULES]
+__all__ = ["DataError", "DeviceError", "ModelFileError", "TrainingError", "__version__", *_LAZY_NAMES, *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:

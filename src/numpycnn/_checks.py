@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn.backend import get_array_module
+
 
 def fail(owner: str, name: str, expectation: str, value: Any, hint: str = "", error: type = ValueError, *,
          got: str | None = None):
@@ -63,8 +65,10 @@ def real_in_range(owner: str, name: str, value: Any, low: float, high: float,
 
 
 def as_float_array(owner: str, x: Any) -> np.ndarray:
-    """Return ``x`` as a floating-point array (float32 unless it already is float32/float64)."""
-    x = np.asarray(x)
+    """Return ``x`` as a floating-point array (float32 unless it already is float32/float64), on the device
+    it is on: a device (CuPy) array stays one, anything else becomes a NumPy array."""
+    if type(x) is not np.ndarray:
+        x = get_array_module(x).asarray(x)
     if x.dtype == np.float32 or x.dtype == np.float64:
         return x
     if x.dtype.kind in "biu":

@@ -24,8 +24,8 @@ def fail(command: str, err: BaseException, code: int) -> int:
     return code
 
 
-def load_model_file(path: Path) -> Any:
-    """The model in the file ``path``, with a one-line error for a folder or a missing file."""
+def load_model_file(path: Path, device: str = "cpu") -> Any:
+    """The model in the file ``path`` on ``device``, with a one-line error for a folder or a missing file."""
     from numpycnn.io import load_model
 
     if path.is_dir():
@@ -35,4 +35,4 @@ def load_model_file(path: Path) -> Any:
         raise ModelFileError(f"MODEL {str(path)!r} is a folder, not a model file. {hint}")
     if not path.is_file():
         raise ModelFileError(f"model file {str(path)!r} does not exist.")
-    return load_model(path)
+    return load_model(path, device=device)

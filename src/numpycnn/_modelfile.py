@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from numpycnn import backend
 from numpycnn._checks import int_pair
 from numpycnn._files import atomic_write
 from numpycnn.errors import ModelFileError
@@ -140,6 +141,12 @@ def _check_finite(owner: str, tensors: Mapping[str, np.ndarray]) -> None:
                              "diverged. Not saving it.")
 
 
+def host_state_dict(model: Sequential) -> dict[str, np.ndarray]:
+    """``model.state_dict()`` as NumPy arrays: host copies of a model on a device (the arrays themselves on the
+    CPU). Files are always written from these, so a model saved on a GPU loads on any machine."""
+    return {name: backend.to_host(value) for name, value in model.state_dict().items()}
+
+
 def save_model(model: Sequential, path: Any) -> None:
     """Save ``model`` (architecture, weights, buffers, class names, normalisation) to ``path``, atomically.
 
@@ -147,7 +154,7 @@ def save_model(model: Sequential, path: Any) -> None:
     --------
     >>> save_model(model, "model.safetensors"); model2 = load_model("model.safetensors")  # doctest: +SKIP
     """
-    tensors = model.state_dict()
+    tensors = host_state_dict(model)
     _check_finite("save_model", tensors)
     save_state_dict_file(path, tensors, _model_metadata(model, "model"))
 
@@ -166,7 +173,7 @@ def save_checkpoint(path: Any, model: Sequential, optimizer: Any, state: Mapping
     ``state`` may hold NumPy scalars and arrays (stored as numbers and lists); for a generator store
     ``rng.bit_generator.state``, restored by assigning it back.
     """
-    tensors = dict(model.state_dict())
+    tensors = host_state_dict(model)
     _check_finite("save_checkpoint", tensors)
     opt_state = optimizer.state_dict()
     tensors.update({_OPTIMIZER_PREFIX + name: value for name, value in opt_state["arrays"].items()})

@@ -35,9 +35,10 @@ import numpy as np
 
 from numpycnn._commands import fail as _fail
 from numpycnn._commands import load_model_file as _load_model
-from numpycnn.errors import DataError, ModelFileError, TrainingError
+from numpycnn.errors import DataError, DeviceError, ModelFileError, TrainingError
 from numpycnn.train_command import (  # noqa: F401  (re-exported)
     DATASETS,
+    DEVICES,
     MODELS,
     NORMALIZATIONS,
     OPTIMIZERS,
@@ -71,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_interchange_parsers(sub)
     _add_serve(sub)
     return parser
+
+
+def _add_device_option(p: argparse.ArgumentParser, default: str | None = "cpu") -> None:
+    p.add_argument("--device", choices=DEVICES, default=default,
+                   help='where the model runs: cpu (NumPy) or cuda (CuPy on an NVIDIA GPU, pip install '
+                        '"numpycnn[gpu]"); default cpu' + ("" if default else
+                                                           ", or the interrupted run's device with --resume"))
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -124,6 +132,7 @@ def _add_train(sub: Any) -> None:
                    help="data-parallel over MPI: start as 'mpiexec -n K numpycnn train --distributed ...'; "
                         "--batch-size stays the global batch (batch/K images per process), so --lr keeps its "
                         "meaning; only process 0 prints and writes files")
+    _add_device_option(p, default=None)
     _add_data_options(p)
     p.set_defaults(func=run_train)
 
@@ -137,6 +146,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     p.add_argument("--limit", type=int, metavar="N", help="score only the first N images of the split")
+    _add_device_option(p)
     _add_data_options(p)
     p.set_defaults(func=run_evaluate)
 
@@ -153,6 +163,7 @@ def _add_predict(sub: Any) -> None:
                    help='one JSON object per image and line: {"path", "label", "probabilities"}')
     p.add_argument("--style", choices=("auto", *DATASETS), default="auto",
                    help="preprocessing; auto follows the model's class names and input shape")
+    _add_device_option(p)
     p.set_defaults(func=run_predict)
 
 
@@ -175,6 +186,7 @@ def _add_serve(sub: Any) -> None:
                    help="a .safetensors model file to offer first (default: the shipped models only)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    _add_device_option(p)
     p.set_defaults(func=run_serve)
 
 
@@ -202,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 143 if terminated else 130
     except TrainingError as err:
         return _fail(args.command, err, 1)
-    except (DataError, ModelFileError, ValueError, TypeError, OSError) as err:
+    except (DataError, DeviceError, ModelFileError, ValueError, TypeError, OSError) as err:
         return _fail(args.command, err, 2)
     except MemoryError as err:
         return _fail(args.command, MemoryError(_out_of_memory(args, err)), 2)
@@ -283,7 +295,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise ValueError(f"evaluate: `--{option.replace('_', '-')}` must be an integer >= 1. Got {value}.")
-    model = _load_model(args.model_path)
+    model = _load_model(args.model_path, args.device)
     dataset = _style(model, args.dataset)
     images, labels = datasets.load(dataset, args.split, args.data_dir, args.download)
     if args.limit:
@@ -310,7 +322,7 @@ def run_predict(args: argparse.Namespace) -> int:
     A picture that cannot be read or classified is reported on stderr and the others go on; the exit code is
     2 if any failed.
     """
-    model = _load_model(args.model_path)
+    model = _load_model(args.model_path, args.device)
     if args.top < 1:
         raise ValueError(f"predict: `--top` must be at least 1. Got {args.top}.")
     style = _style(model, args.style)
@@ -390,7 +402,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """``numpycnn serve [MODEL]``: the drawing page and its JSON API until Ctrl-C."""
     from numpycnn.web.server import serve
 
-    return serve(args.host, args.port, args.model_path)
+    return serve(args.host, args.port, args.model_path, args.device)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,7 @@
 """The project's own exceptions.
 
-Both subclass :class:`ValueError`, so code that already catches ``ValueError`` keeps working.
+The file and data errors subclass :class:`ValueError`, the others :class:`RuntimeError`, so code that already
+catches those keeps working.
 """
 
 from __future__ import annotations
@@ -16,3 +17,7 @@ class ModelFileError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training cannot go on, for example because the loss became NaN or infinite."""
+
+
+class DeviceError(RuntimeError):
+    """A device was asked for that this machine cannot run: ``"cuda"`` without CuPy or without a usable GPU."""

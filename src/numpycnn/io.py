@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn import backend
 from numpycnn._modelfile import (  # noqa: F401  (numpycnn.io is where these are documented and imported from)
     _MAX_CONFIG_INT,
     _OPTIMIZER_PREFIX,
@@ -88,8 +89,11 @@ def _build_model(path: Any, metadata: dict[str, str], tensors: dict[str, np.ndar
     return model
 
 
-def load_model(path: Any) -> Sequential:
+def load_model(path: Any, device: str = "cpu") -> Sequential:
     """Load a model saved by :func:`save_model` (or the model part of a checkpoint), checking everything.
+
+    The model is built on the host and then moved to ``device`` (``"cpu"`` or ``"cuda"``, see
+    :meth:`Sequential.to`); files hold host arrays, so a model saved from any device loads on any other.
 
     Raises
     ------
@@ -98,7 +102,10 @@ def load_model(path: Any) -> Sequential:
         arguments, or its tensors do not match the architecture (names, shapes, kinds, finite values).
     OSError
         If the file cannot be opened.
+    numpycnn.DeviceError
+        If ``device`` cannot run on this machine (checked before the file is read).
     """
+    backend.get_device(device)
     tensors, metadata = _read(path)
     _check_format(path, metadata, ("model", "checkpoint"))
     if metadata["kind"] == "checkpoint":
@@ -110,4 +117,4 @@ def load_model(path: Any) -> Sequential:
     model.class_names, model.normalization = _extras(path, metadata)
     _check_extras(path, model)
     model.load_state_dict(tensors)
-    return model
+    return model.to(device)

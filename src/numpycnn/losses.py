@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from numpycnn import _checks
+from numpycnn.backend import get_array_module
 from numpycnn.functional import losses as F
 
 
@@ -79,7 +80,7 @@ class CrossEntropyLoss(_Loss):
 
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
         logits = _checks.as_float_array("CrossEntropyLoss", logits)
-        targets = np.asarray(targets)
+        targets = targets if type(targets) is np.ndarray else get_array_module(logits).asarray(targets)
         self._check(logits, targets)
         loss, self.cache = F.cross_entropy_forward(logits, targets, self.label_smoothing)
         return loss
@@ -139,7 +140,7 @@ class MSELoss(_Loss):
 
     def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
         pred = _checks.as_float_array("MSELoss", pred)
-        target = np.asarray(target)
+        target = target if type(target) is np.ndarray else get_array_module(pred).asarray(target)
         if target.shape != pred.shape:
             _checks.fail("MSELoss", "target", f"of the prediction's shape {tuple(pred.shape)}", target,
                          got=f"shape {tuple(target.shape)}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks, training
+from numpycnn import _checks, backend, training
 from numpycnn._modelfile import save_model
 from numpycnn.layers.base import LAYER_REGISTRY, Layer, iter_parameters, unknown_layer_message
 from numpycnn.plan import ExecutionPlan
@@ -73,6 +73,7 @@ class Sequential:
         #: The input normalisation the model was trained with, ``{"mean": [...], "std": [...]}`` per channel of
         #: images scaled to [0, 1], saved in model files so ``predict`` on raw images preprocesses alike.
         self.normalization: dict[str, list[float]] | None = None
+        self._device = "cpu"  # where lazy layers will be: the device of the last ``to``
         if self.input_shape is not None:
             self.output_shapes(self.input_shape, build=True)  # infer lazy sizes; fail early if inconsistent
 
@@ -84,11 +85,21 @@ class Sequential:
         is the identity, so two calls on the same input give the same output. Pass ``training=True`` for a
         training step by hand (``fit`` does); ``backward`` works after either mode. ``keep_cache=False`` drops
         each layer's cache once it has run, for inference nobody backpropagates through: memory then holds one
-        layer's input and output at a time.
+        layer's input and output at a time. ``x`` must be on :attr:`device` (``fit``, ``evaluate`` and
+        ``predict`` move their batches there).
         """
         if not isinstance(training, (bool, np.bool_)):
             _checks.fail("Sequential.forward", "training", "True or False", training, error=TypeError)
+        if type(x) is not np.ndarray or self._device != "cpu":
+            self._check_device(x)
         return self.plan().forward(x, bool(training), keep_cache)
+
+    def _check_device(self, x: Any) -> None:
+        where, device = backend.device_of(x), self.device
+        if where != device:
+            _checks.fail("Sequential.forward", "x", f"an array on the model's device {device!r}", x,
+                         f"Move it with numpycnn.backend.to_device(x, {device!r}), or call model.predict(x), "
+                         "which does.", TypeError, got=f"an array on {where!r}")
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``model(x)``: :meth:`forward` in inference mode; training mode only with ``training=True``."""
@@ -148,11 +159,41 @@ class Sequential:
         if missing or unexpected:
             raise ValueError(f"Sequential.load_state_dict: missing tensors {missing}, unexpected tensors {unexpected}.")
         for name, target in own.items():
-            source = np.asarray(state[name])
+            source = backend.to_device(state[name], backend.device_of(target))  # host or device, onto the model's
             if source.shape != target.shape:
                 _checks.fail("Sequential.load_state_dict", f"state[{name!r}]", f"an array of shape {target.shape}",
                              source, got=f"shape {source.shape}")
             target[...] = source
+
+    def to(self, device: str) -> Sequential:
+        """Move parameters, gradients and buffers to ``device`` and return the model, as in PyTorch.
+
+        ``"cpu"`` is NumPy; ``"cuda"`` is CuPy on an NVIDIA GPU (``pip install "numpycnn[gpu]"``). ``fit``,
+        ``evaluate`` and ``predict`` then send each batch there and bring results back; ``save`` writes host
+        copies. An optimiser's state follows the parameters at its next step. Raises ``DeviceError`` naming
+        the fix when the device cannot run here.
+
+        Examples
+        --------
+        >>> from numpycnn.layers import Dense
+        >>> model = Sequential(Dense(4, 2)).to("cpu")
+        >>> model.device
+        'cpu'
+        """
+        backend.get_device(device)  # checks the name and that the device runs here, before anything moves
+        for layer in self.layers:
+            layer.to(device)
+        self._device = device
+        return self
+
+    @property
+    def device(self) -> str:
+        """Where the parameters live: ``"cpu"`` (NumPy), ``"cuda"`` (CuPy), or a registered device; for a model
+        without parameters yet (lazy layers), the device of the last :meth:`to`."""
+        for layer in self.layers:
+            for value in (*layer.params.values(), *layer.buffers.values()):
+                return backend.device_of(value)
+        return self._device
 
     def astype(self, dtype: Any) -> Sequential:
         for layer in self.layers:
@@ -201,7 +242,8 @@ class Sequential:
         return training.evaluate(self, x, y, **kwargs)
 
     def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
-        """Class probabilities ``(N, classes)``; see :func:`numpycnn.training.predict`."""
+        """Class probabilities ``(N, classes)`` as a NumPy array, on any device; see
+        :func:`numpycnn.training.predict`."""
         return training.predict(self, x, **kwargs)
 
     def predict_classes(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
@@ -209,7 +251,8 @@ class Sequential:
         return np.argmax(self.predict(x, **kwargs), axis=1).astype(np.int64)
 
     def save(self, path: Any) -> None:
-        """Write the model as a safetensors file (atomically); see :func:`numpycnn.io.save_model`."""
+        """Write the model as a safetensors file (atomically, host copies from any device); see
+        :func:`numpycnn.io.save_model`."""
         save_model(self, path)
 
     # -- description --------------------------------------------------------------------------------------------

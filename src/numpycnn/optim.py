@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from numpycnn import backend
 from numpycnn._checks import fail
 from numpycnn.layers.base import Layer, iter_parameters
 from numpycnn.model import Sequential
@@ -64,6 +65,12 @@ class Optimizer:
         ``state[param_name][slot]``, same shape and dtype as the parameter.
     steps : dict of str to int
         Number of updates applied to each parameter (``t`` in the bias corrections).
+
+    Notes
+    -----
+    The state lives where the parameters live: it is created on their device at the first step, and after
+    ``model.to(device)`` (or ``load_state_dict``, which keeps host arrays) each state array moves to the
+    parameter's device once, at the next step. ``state_dict`` returns host copies.
     """
 
     #: Scratch arrays one update needs per parameter (kept across steps, never saved).
@@ -108,9 +115,11 @@ class Optimizer:
             self.steps[name] = t
 
     def _slots_for(self, name: str, p: np.ndarray) -> dict[str, np.ndarray]:
+        """The state of parameter ``name``, created on first use where ``p`` is (its device, its dtype)."""
+        xp = backend.get_array_module(p)
         slots = self.state.get(name)
         if slots is None:
-            slots = self.state[name] = {slot: np.zeros_like(p) for slot in self.slot_names()}
+            slots = self.state[name] = {slot: xp.zeros_like(p) for slot in self.slot_names()}
             return slots
         for slot, value in slots.items():
             if value.shape != p.shape:
@@ -119,23 +128,28 @@ class Optimizer:
                     f"{p.shape}. The optimiser was used with, or loaded from, a different model; "
                     "create a new one."
                 )
+            if backend.get_array_module(value) is not xp:  # model.to(device) or a loaded state: move once
+                value = slots[slot] = backend.to_device(value, backend.device_of(p))
             if value.dtype != p.dtype:  # loaded from a file of another precision: convert once
                 slots[slot] = value.astype(p.dtype)
         return slots
 
     def _scratch_for(self, name: str, p: np.ndarray) -> list[np.ndarray]:
+        xp = backend.get_array_module(p)
         scratch = self._scratch.get(name)
-        if scratch is None or scratch[0].shape != p.shape or scratch[0].dtype != p.dtype:
-            scratch = self._scratch[name] = [np.empty_like(p) for _ in range(self.n_scratch)]
+        if (scratch is None or scratch[0].shape != p.shape or scratch[0].dtype != p.dtype
+                or backend.get_array_module(scratch[0]) is not xp):
+            scratch = self._scratch[name] = [xp.empty_like(p) for _ in range(self.n_scratch)]
         return scratch
 
     def _decayed_grad(self, p: np.ndarray, g: np.ndarray, weight_decay: float, out: np.ndarray) -> np.ndarray:
         """``out = g + weight_decay * p`` (coupled L2 decay), or a copy of ``g``; never changes ``g``."""
+        xp = backend.get_array_module(p)
         if weight_decay != 0.0:
-            np.multiply(p, weight_decay, out=out)
+            xp.multiply(p, weight_decay, out=out)
             out += g
         else:
-            np.copyto(out, g)
+            xp.copyto(out, g)
         return out
 
     def reset_state(self) -> None:
@@ -149,7 +163,7 @@ class Optimizer:
         """``{"scalars": {...}, "arrays": {"<param name>.<slot>": ndarray}}``; JSON scalars, copied arrays."""
         scalars = {"type": self.name, "hyperparameters": {"lr": self.lr, **self.hyperparameters()},
                    "steps": dict(self.steps)}
-        arrays = {f"{name}.{slot}": value.copy()
+        arrays = {f"{name}.{slot}": np.array(backend.to_host(value), copy=True)  # host copies
                   for name, slots in self.state.items() for slot, value in slots.items()}
         return {"scalars": scalars, "arrays": arrays}
 
@@ -277,15 +291,16 @@ class SGD(Optimizer):
 
     def _update(self, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray], scratch: list[np.ndarray],
                 t: int) -> None:
+        xp = backend.get_array_module(p)
         if self.weight_decay == 0.0 and self.momentum == 0.0:  # plain SGD, theta -= lr * g: no copy of g
-            np.multiply(g, -self.lr, out=scratch[0])
+            xp.multiply(g, -self.lr, out=scratch[0])
             p += scratch[0]
             return
         u = self._decayed_grad(p, g, self.weight_decay, scratch[0])  # u = g + lambda * theta
         if self.momentum != 0.0:
             b = slots["momentum_buffer"]
             if t == 1:
-                np.copyto(b, u)  # b_1 = g_1, undamped, as in torch
+                xp.copyto(b, u)  # b_1 = g_1, undamped, as in torch
             else:
                 b *= self.momentum
                 if self.dampening != 0.0:
@@ -294,11 +309,11 @@ class SGD(Optimizer):
             if self.nesterov:  # theta -= lr * (u + mu * b)
                 u *= -self.lr
                 p += u
-                np.multiply(b, -self.lr * self.momentum, out=u)
+                xp.multiply(b, -self.lr * self.momentum, out=u)
                 p += u
                 return
             u = b
-        np.multiply(u, -self.lr, out=scratch[0])
+        xp.multiply(u, -self.lr, out=scratch[0])
         p += scratch[0]
 
 
@@ -359,11 +374,12 @@ class Adam(Optimizer):
 
     def _update(self, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray], scratch: list[np.ndarray],
                 t: int) -> None:
+        xp = backend.get_array_module(p)
         beta1, beta2 = self.betas
         m, v, u = slots["exp_avg"], slots["exp_avg_sq"], scratch[0]
         if self.decoupled:
             p *= 1.0 - self.lr * self.weight_decay  # theta <- theta (1 - eta lambda)
-            np.copyto(u, g)
+            xp.copyto(u, g)
         else:
             self._decayed_grad(p, g, self.weight_decay, u)
         m -= u  # m <- u + beta1 (m - u) = beta1 m + (1 - beta1) u, torch's lerp
@@ -374,10 +390,10 @@ class Adam(Optimizer):
         u *= 1.0 - beta2
         v += u  # v <- beta2 v + (1 - beta2) u^2
         step_size = self.lr / (1.0 - beta1**t)
-        np.sqrt(v, out=u)
+        xp.sqrt(v, out=u)
         u /= math.sqrt(1.0 - beta2**t)
         u += self.eps  # u = sqrt(v) / sqrt(1 - beta2^t) + eps
-        np.divide(m, u, out=u)
+        xp.divide(m, u, out=u)
         u *= -step_size
         p += u
 
@@ -476,19 +492,20 @@ class RMSProp(Optimizer):
 
     def _update(self, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray], scratch: list[np.ndarray],
                 t: int) -> None:
+        xp = backend.get_array_module(p)
         v, (u, w) = slots["square_avg"], scratch
         self._decayed_grad(p, g, self.weight_decay, u)
         v *= self.alpha
-        np.multiply(u, u, out=w)
+        xp.multiply(u, u, out=w)
         w *= 1.0 - self.alpha
         v += w  # v <- alpha v + (1 - alpha) u^2
-        np.sqrt(v, out=w)
+        xp.sqrt(v, out=w)
         w += self.eps
-        np.divide(u, w, out=u)  # u / (sqrt(v) + eps)
+        xp.divide(u, w, out=u)  # u / (sqrt(v) + eps)
         if self.momentum != 0.0:
             b = slots["momentum_buffer"]
             b *= self.momentum
             b += u
             u = b
-        np.multiply(u, -self.lr, out=w)
+        xp.multiply(u, -self.lr, out=w)
         p += w

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn import backend
 from numpycnn._files import atomic_write
 
 
@@ -150,7 +151,7 @@ def plot_filters(weight: np.ndarray, path: str | os.PathLike[str], title: str = 
     max_rows, max_cols : int
         The most output and input channels drawn.
     """
-    weight = np.asarray(weight, dtype=np.float64)
+    weight = np.asarray(backend.to_host(weight), dtype=np.float64)  # a host copy of a device array
     if weight.ndim != 4:
         raise ValueError(f"plot_filters: `weight` must have shape (out, in, kh, kw). Got {weight.shape}.")
     out_ch, in_ch = weight.shape[:2]
@@ -237,24 +238,24 @@ def feature_maps(model: Any, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     -------
     list of (name, ndarray of shape (channels, h, w)), one per block.
     """
-    x = np.asarray(image)[None]  # (1, C, H, W)
+    x = backend.to_device(np.asarray(image)[None], model.device)  # (1, C, H, W) where the model is
     maps: list[tuple[str, np.ndarray]] = []
     first: int | None = None  # the first layer of the open block
     last = 0
     for step in model.plan().steps:
         starts_block = step.layers[0].name == "Conv2D"
         if first is not None and starts_block:
-            maps.append((f"block {len(maps) + 1} (layers {first}-{last})", x[0]))
+            maps.append((f"block {len(maps) + 1} (layers {first}-{last})", backend.to_host(x[0])))
             first = None
         y = step.forward(x, training=False)
         if starts_block:
             first = step.start
         if first is not None and y.ndim != 4:
-            maps.append((f"block {len(maps) + 1} (layers {first}-{last})", x[0]))
+            maps.append((f"block {len(maps) + 1} (layers {first}-{last})", backend.to_host(x[0])))
             first = None
         x, last = y, step.stop - 1
     if first is not None:
-        maps.append((f"block {len(maps) + 1} (layers {first}-{last})", x[0]))
+        maps.append((f"block {len(maps) + 1} (layers {first}-{last})", backend.to_host(x[0])))
     return maps
 
 
@@ -276,11 +277,11 @@ def layer_output(model: Any, image: np.ndarray, index: int) -> np.ndarray:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(layers) <= index < len(layers):
         raise ValueError(f"layer_output: `index` must be a layer index in [{-len(layers)}, {len(layers) - 1}]. "
                          f"Got {index!r}. model.summary() numbers the layers.")
-    x = np.asarray(image)[None]  # (1, C, H, W)
+    x = backend.to_device(np.asarray(image)[None], model.device)  # (1, C, H, W) where the model is
     for layer in layers[:index % len(layers) + 1]:
         x = layer.forward(x, training=False)
         layer.cache = None
-    return x[0]
+    return backend.to_host(x[0])
 
 
 def plot_layer_outputs(model: Any, image: np.ndarray, indices: Sequence[int], path: str | os.PathLike[str],

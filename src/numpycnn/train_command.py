@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import runs, train_distributed
+from numpycnn import backend, runs, train_distributed
 from numpycnn.runs import Terminated, terminate_as_interrupt
 
 MODELS = ("seed", "lenet5", "deep", "deep-plain", "deep-dropout")  # numpycnn.models.MODELS (tested to agree)
@@ -43,13 +43,16 @@ NORMALIZATIONS = ("auto", "none", "standard")
 TRAIN_DEFAULTS: dict[str, Any] = {
     "model": "seed", "dataset": "mnist", "epochs": 10, "batch_size": 64, "lr": 0.1, "optimizer": "sgd",
     "schedule": "none", "augment": False, "val_split": 0.0, "patience": None, "seed": 0, "limit": None,
-    "normalize": "auto", "label_smoothing": 0.0,
+    "normalize": "auto", "label_smoothing": 0.0, "device": "cpu",
 }
-#: Options that may differ between an interrupted run and its ``--resume``.
-_RESUMABLE_CHANGES = ("epochs",)
+#: What ``--device`` may name: NumPy on this machine's CPU, or CuPy on an NVIDIA GPU (:mod:`numpycnn.backend`).
+DEVICES = ("cpu", "cuda")
+#: Options that may differ between an interrupted run and its ``--resume``: the device too, since the same run
+#: continues on another machine (a GPU run resumed on a CPU, and back); left out of the checkpoint's identity.
+_RESUMABLE_CHANGES = ("epochs", "device")
 #: Settings added after the first release: a ``config.json`` or checkpoint without them means the default, so an
 #: older run still resumes. A checkpoint records them only when they differ from the default (:func:`_identity`).
-_ADDED_LATER = ("label_smoothing",)
+_ADDED_LATER = ("label_smoothing", "device")
 
 
 def check_config(config: dict[str, Any], source: str) -> None:
@@ -68,7 +71,7 @@ def check_config(config: dict[str, Any], source: str) -> None:
         raise error(f"{message} {hint}".rstrip())
 
     choices = {"model": MODELS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
-               "normalize": NORMALIZATIONS}
+               "normalize": NORMALIZATIONS, "device": DEVICES}
     for key, allowed in choices.items():
         if config[key] not in allowed:
             bad(key, f"one of {list(allowed)}")
@@ -119,6 +122,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _run_train(args: argparse.Namespace, dist: Any) -> int:
     config, out = train_config(args)
+    if args.device is not None:  # before the folder is taken: no GPU, nothing written
+        if args.distributed and args.device != "cpu":
+            raise ValueError(f"train: `--device` must be cpu with --distributed (MPI sums host arrays). Got "
+                             f"{args.device!r}. Train on one GPU without --distributed, or on CPUs with it.")
+        backend.get_device(args.device)
     say = (lambda *a: None) if args.quiet else print
     if args.out is None and not args.resume and not args.overwrite and runs.holds_run(out):
         fresh = runs.fresh_folder(out)
@@ -146,7 +154,7 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
     """The run itself, in the locked folder ``out``; ``dist`` is a distributed run's process 0."""
     train, test = (_load_split(config, split, args) for split in ("train", "test"))
     _check_split_sizes(config, len(train[1]))
-    model = _build(config, train[0])
+    model = _build(config, train[0]).to(config["device"])  # a resumed run's device is checked here
     optimizer = _optimizer(config)
     checkpoint = out / "checkpoint.safetensors"
     callbacks = _callbacks(config, checkpoint)

@@ -20,6 +20,11 @@ Divergence stops training with :class:`~numpycnn.TrainingError`: a loss that is 
 grows to more than :data:`DIVERGENCE_FACTOR` times the first batch's (at least 1), and weights that are no
 longer finite at the end of an epoch.
 
+Devices: the data stays on the host. Each batch is gathered, augmented and standardised there, then sent to
+the model's device (``model.device``, see :mod:`numpycnn.backend`) in one copy, :func:`to_model`; labels go
+there once per call. The loss and the number of correct guesses are reduced on the device and come back as
+one scalar each; ``predict`` returns NumPy arrays.
+
 Randomness: ``rng`` (a seed or a ``numpy.random.Generator``) gives two independent child generators, one for
 the shuffle order and one for augmentation, so turning augmentation on does not change the order of batches.
 """
@@ -36,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from numpycnn import backend
 from numpycnn._checks import fail, positive_int, real_in_range
 from numpycnn.callbacks import HISTORY_KEYS, Callback, History, callback_keys
 from numpycnn.distributed import data_parallel
@@ -176,6 +182,12 @@ class Batches:
         return self.standardise(self.gather(index))
 
 
+def to_model(model: Sequential, array: np.ndarray) -> Any:
+    """A host batch (images or labels) on the model's device: the one place where ``fit``, ``evaluate`` and
+    ``predict`` copy data to a device (the array itself on the CPU)."""
+    return backend.to_device(array, model.device)
+
+
 def _chunks(n: int, batch_size: int) -> list[slice]:
     return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
 
@@ -196,11 +208,18 @@ def inference_batch_size(model: Sequential, sample_shape: tuple[int, ...], batch
 
 def _evaluate_batches(model: Sequential, batches: Batches, y: np.ndarray, loss: Any) -> dict[str, float]:
     total, correct = 0.0, 0
+    labels = to_model(model, y)
     for part in _chunks(len(y), len(batches.out)):
-        logits = model.forward(batches.get(part), training=False, keep_cache=False)
-        total += float(loss.forward(logits, y[part])) * (part.stop - part.start)
-        correct += int(np.count_nonzero(np.argmax(logits, axis=1) == y[part]))
+        logits = model.forward(to_model(model, batches.get(part)), training=False, keep_cache=False)
+        total += float(loss.forward(logits, labels[part])) * (part.stop - part.start)
+        correct += _hits(logits, labels[part])
     return {"loss": total / len(y), "accuracy": correct / len(y)}
+
+
+def _hits(logits: Any, labels: Any) -> int:
+    """Correct guesses of a batch, counted where the logits are; one scalar comes back."""
+    xp = backend.get_array_module(logits)
+    return int(xp.count_nonzero(xp.argmax(logits, axis=1) == labels))
 
 
 def _default_loss() -> Any:
@@ -240,6 +259,7 @@ def evaluate(model: Sequential, x: Any, y: Any, batch_size: int = 1000, loss: An
 def predict(model: Sequential, x: Any, batch_size: int = 1000) -> np.ndarray:
     """Class probabilities ``(N, classes)``: softmax of the logits, unless the model ends with ``Softmax``.
 
+    Always a NumPy array, whatever ``model.device``: each batch's probabilities are copied back to the host.
     Runs in batches of at most ``batch_size`` images, lowered as in :func:`evaluate` to bound memory.
 
     Examples
@@ -254,11 +274,8 @@ def predict(model: Sequential, x: Any, batch_size: int = 1000) -> np.ndarray:
     ends_with_softmax = bool(model.layers) and model.layers[-1].name == "Softmax"
     probs = np.empty((len(x), classes), model.dtype)
     for part in _chunks(len(x), len(batches.out)):
-        outputs = model.forward(batches.get(part), training=False, keep_cache=False)
-        if ends_with_softmax:
-            probs[part] = outputs
-        else:
-            probs[part] = softmax_forward(outputs)[0]
+        outputs = model.forward(to_model(model, batches.get(part)), training=False, keep_cache=False)
+        probs[part] = backend.to_host(outputs if ends_with_softmax else softmax_forward(outputs)[0])
     bad = int(np.count_nonzero(~np.isfinite(probs).all(axis=1)))
     if bad:
         raise ValueError(f"predict: the model's outputs are NaN or infinite for {bad} of {len(x)} inputs: "
@@ -329,7 +346,7 @@ class Trainer:
         logits = self.model.forward(xb, training=True)
         value = float(self.loss.forward(logits, yb))
         self.check_loss(value, step, steps)
-        hits = int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
+        hits = _hits(logits, yb)
         self.model.backward(self.loss.backward(), input_grad=False)
         self.optimizer.step(self.model)
         return value, hits
@@ -355,7 +372,7 @@ class Trainer:
     def check_weights(self) -> None:
         """Stop training if a parameter is no longer finite."""
         for name, value in self.model.named_parameters():
-            if not np.isfinite(value).all():
+            if not backend.get_array_module(value).isfinite(value).all():
                 self._diverged(f"parameter {name!r} holds NaN or infinite values after epoch {self.epoch + 1}")
 
     def train_epoch(self, batches: Batches, y: np.ndarray, batch_size: int, shuffle: bool,
@@ -379,7 +396,11 @@ class Trainer:
                     np.take(y, index, out=yb)
                 if augment is not None:
                     xb = augment(xb, self.augment_rng)
-                value, hits = self.train_step(batches.standardise(xb), yb, step, len(parts), size)
+                if self.dist is None:
+                    xb, yb = to_model(self.model, batches.standardise(xb)), to_model(self.model, yb)
+                else:
+                    xb = batches.standardise(xb)
+                value, hits = self.train_step(xb, yb, step, len(parts), size)
                 total, correct = total + value * size, correct + hits
                 self._after_batch(bar, step, size, total, correct, part.stop, value, hits)
         return {"loss": total / n, "accuracy": correct / n}
@@ -505,6 +526,9 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
     trainer.has_validation = validation is not None
     callback_states = None
     if distributed is not False:
+        if model.device != "cpu":
+            fail("fit", "model.device", "'cpu' for distributed training (MPI sums host arrays)", model.device,
+                 "Use model.to('cpu'), or train on one GPU without distributed.")
         trainer.dist = data_parallel(distributed)
     if trainer.dist is not None:
         with trainer.dist.abort_on_error("fit"), trainer.dist.quiet_unless_root():

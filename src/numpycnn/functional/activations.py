@@ -1,7 +1,8 @@
 """Element-wise activations and softmax, as stateless ``forward``/``backward`` pairs.
 
 Each ``*_forward(x, ...)`` returns ``(y, cache)`` and each ``*_backward(dy, cache)`` returns ``dx``. Neither
-mutates its arguments; the output keeps the dtype of ``x``.
+mutates its arguments; the output keeps the dtype of ``x`` and its array module (NumPy or CuPy, see
+:mod:`numpycnn.backend`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from numpycnn.backend import get_array_module
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,14 +27,16 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     -----
     Any shape; ``y`` has the shape of ``x``. The cache is the boolean mask ``x > 0``.
     """
+    xp = get_array_module(x)
     mask = x > 0
-    y = np.maximum(x, 0)
+    y = xp.maximum(x, 0)
     return y, mask
 
 
 def relu_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """Gradient of :func:`relu_forward`: :math:`dx = dy\\,[x > 0]`."""
-    return np.multiply(dy, cache, dtype=dy.dtype)
+    xp = get_array_module(dy)
+    return xp.multiply(dy, cache, dtype=dy.dtype)
 
 
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> tuple[np.ndarray, Any]:
@@ -48,17 +53,19 @@ def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> tuple[np.
     -----
     Any shape; ``y`` has the shape of ``x``.
     """
+    xp = get_array_module(x)
     mask = x > 0
-    y = np.multiply(x, negative_slope, dtype=x.dtype)
-    np.copyto(y, x, where=mask)
+    y = xp.multiply(x, negative_slope, dtype=x.dtype)
+    xp.copyto(y, x, where=mask)
     return y, (mask, negative_slope)
 
 
 def leaky_relu_backward(dy: np.ndarray, cache: Any) -> np.ndarray:
     """Gradient of :func:`leaky_relu_forward`."""
+    xp = get_array_module(dy)
     mask, negative_slope = cache
-    dx = np.multiply(dy, negative_slope, dtype=dy.dtype)
-    np.copyto(dx, dy, where=mask)
+    dx = xp.multiply(dy, negative_slope, dtype=dy.dtype)
+    xp.copyto(dx, dy, where=mask)
     return dx
 
 
@@ -78,19 +85,21 @@ def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     -----
     Any shape; ``y`` has the shape of ``x``. The cache is ``y``.
     """
-    e = np.abs(x)
-    np.negative(e, out=e)
-    np.exp(e, out=e)  # e = exp(-|x|), in (0, 1]
-    y = np.where(x >= 0, np.ones((), dtype=e.dtype), e)
-    np.add(e, 1, out=e)
-    np.divide(y, e, out=y)
+    xp = get_array_module(x)
+    e = xp.abs(x)
+    xp.negative(e, out=e)
+    xp.exp(e, out=e)  # e = exp(-|x|), in (0, 1]
+    y = xp.where(x >= 0, xp.ones((), dtype=e.dtype), e)
+    xp.add(e, 1, out=e)
+    xp.divide(y, e, out=y)
     return y, y
 
 
 def sigmoid_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """Gradient of :func:`sigmoid_forward`: :math:`dx = dy\\, y (1 - y)`."""
+    xp = get_array_module(dy)
     y = cache
-    dx = np.subtract(1, y, dtype=y.dtype)
+    dx = xp.subtract(1, y, dtype=y.dtype)
     dx *= y
     dx *= dy
     return dx
@@ -109,15 +118,17 @@ def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     -----
     Any shape; ``y`` has the shape of ``x``. The cache is ``y``.
     """
-    y = np.tanh(x)
+    xp = get_array_module(x)
+    y = xp.tanh(x)
     return y, y
 
 
 def tanh_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """Gradient of :func:`tanh_forward`: :math:`dx = dy (1 - y^2)`."""
+    xp = get_array_module(dy)
     y = cache
-    dx = np.square(y)
-    np.subtract(1, dx, out=dx)
+    dx = xp.square(y)
+    xp.subtract(1, dx, out=dx)
     dx *= dy
     return dx
 
@@ -139,17 +150,19 @@ def softmax_forward(x: np.ndarray, axis: int = 1) -> tuple[np.ndarray, Any]:
     -----
     Any shape with ``x.ndim > axis``; ``y`` has the shape of ``x``.
     """
-    y = np.subtract(x, np.max(x, axis=axis, keepdims=True))
-    np.exp(y, out=y)
-    y /= np.sum(y, axis=axis, keepdims=True)
+    xp = get_array_module(x)
+    y = xp.subtract(x, xp.max(x, axis=axis, keepdims=True))
+    xp.exp(y, out=y)
+    y /= xp.sum(y, axis=axis, keepdims=True)
     return y, (y, axis)
 
 
 def softmax_backward(dy: np.ndarray, cache: Any) -> np.ndarray:
     """Gradient of :func:`softmax_forward`: :math:`dx = y\\,(dy - \\sum_j dy_j y_j)`."""
+    xp = get_array_module(dy)
     y, axis = cache
-    dx = np.multiply(dy, y)
-    dot = np.sum(dx, axis=axis, keepdims=True)  # (..., 1, ...): sum_j dy_j y_j
+    dx = xp.multiply(dy, y)
+    dot = xp.sum(dx, axis=axis, keepdims=True)  # (..., 1, ...): sum_j dy_j y_j
     dx -= y * dot  # = y * dy - y * (dy . y)
     return dx
 
@@ -159,7 +172,8 @@ def log_softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
 
     Finite for every finite ``x`` whose spread fits in the dtype; no ``exp`` overflows.
     """
-    out = np.subtract(x, np.max(x, axis=axis, keepdims=True))
-    lse = np.log(np.sum(np.exp(out), axis=axis, keepdims=True))
+    xp = get_array_module(x)
+    out = xp.subtract(x, xp.max(x, axis=axis, keepdims=True))
+    lse = xp.log(xp.sum(xp.exp(out), axis=axis, keepdims=True))
     out -= lse
     return out

@@ -7,7 +7,8 @@ sums with one loop structure for the forward pass, the weight gradient and the i
    takes about :data:`CHUNK_BYTES` (a few MiB, the size of this machine's L2 cache): the columns are written
    and then read by the matrix product while they are still in cache, and no batch-sized column matrix is ever
    kept. Backward rebuilds the columns of each chunk from the cached input instead of storing them, except
-   for a batch that fits in one chunk, whose columns are still in the workspace and are reused.
+   for a batch that fits in one chunk, whose columns are still in the workspace and are reused. On a device
+   (CuPy arrays) chunks are far larger, :data:`DEVICE_CHUNK_BYTES`: a GPU has no such cache to fit.
 2. **im2col.** A chunk (n, C, H, W) is copied into a zero-padded buffer; the column matrix ``cols`` gets
    ``kh * kw`` slice copies, one per kernel offset (i, j): ``cols[.., i, j, ..] = xpad[:, :, i::sh, j::sw]``
    cropped to the output grid (:func:`im2col`).
@@ -45,6 +46,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from numpycnn.backend import get_array_module
+
 
 class Workspace:
     """Scratch arrays reused across calls, keyed by name; a new shape or dtype replaces the array.
@@ -57,10 +60,12 @@ class Workspace:
         self._arrays: dict[str, np.ndarray] = {}
         self._children: dict[str, Workspace] = {}
 
-    def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    def get(self, name: str, shape: tuple[int, ...], dtype: Any, xp: Any = np) -> np.ndarray:
+        """The array ``name`` of array module ``xp`` (NumPy or CuPy), replaced when its shape, dtype or module
+        changed."""
         array = self._arrays.get(name)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            array = np.zeros(shape, dtype=dtype)
+        if array is None or array.shape != shape or array.dtype != dtype or get_array_module(array) is not xp:
+            array = xp.zeros(shape, dtype=dtype)
             self._arrays[name] = array
         return array
 
@@ -115,6 +120,11 @@ class ConvCache(NamedTuple):
 #: images a chunk (3.9 MiB) ran the forward pass 1.7x faster than the whole batch at once (49 -> 28 ms).
 CHUNK_BYTES = 4 << 20
 
+#: The chunk on a device (CuPy). The cache argument above is a CPU's: a GPU runs one large product far better
+#: than many small ones, each a kernel launch, so a chunk there may take up to 256 MiB of columns (one chunk for
+#: most batches). Not yet measured on a GPU (benchmarks/gpu_check.py will).
+DEVICE_CHUNK_BYTES = 256 << 20
+
 
 #: Below this ``K = C kh kw`` a convolution runs batch-major (measured here: the single-channel 3x3 layers,
 #: K = 9, ran forward and backward about twice as fast batch-major; K = 288 ran as fast channel-major on one
@@ -149,8 +159,9 @@ def conv2d_output_size(size: int, kernel: int, stride: int, padding: int) -> int
 
 
 def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: int | tuple[int, int],
-                  padding: int | tuple[int, int], itemsize: int = 4) -> ConvGeometry:
-    """Compute the sizes of a convolution; raises ``ValueError`` when the kernel exceeds the padded input."""
+                  padding: int | tuple[int, int], itemsize: int = 4, chunk_bytes: int | None = None) -> ConvGeometry:
+    """Compute the sizes of a convolution; raises ``ValueError`` when the kernel exceeds the padded input.
+    A chunk's columns take about ``chunk_bytes`` (default :data:`CHUNK_BYTES`)."""
     N, C, H, W = x_shape
     F, _, kh, kw = w_shape
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
@@ -164,7 +175,8 @@ def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: in
     Hb = H + 2 * ph + (1 if wide and kw > 1 else 0)
     Wb = W + 2 * pw
     Wq = Wb if wide else Wo
-    chunk = int(min(N, max(1, CHUNK_BYTES // (C * kh * kw * Ho * Wq * itemsize))))
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    chunk = int(min(N, max(1, chunk_bytes // (C * kh * kw * Ho * Wq * itemsize))))
     return ConvGeometry(N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo, Hb, Wb, Wq, wide, batch_major(C, kh, kw),
                         chunk)
 
@@ -198,8 +210,8 @@ def _slice(buf: np.ndarray, g: ConvGeometry, n: int) -> np.ndarray:
     return buf[:n] if g.batched else buf[:, :n]
 
 
-def _buffer(ws: Workspace | None, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    return ws.get(name, shape, dtype) if ws is not None else np.zeros(shape, dtype=dtype)
+def _buffer(ws: Workspace | None, name: str, shape: tuple[int, ...], dtype: Any, xp: Any) -> np.ndarray:
+    return ws.get(name, shape, dtype, xp) if ws is not None else xp.zeros(shape, dtype=dtype)
 
 
 def _padded(x: np.ndarray, g: ConvGeometry, ws: Workspace | None) -> np.ndarray:
@@ -207,9 +219,10 @@ def _padded(x: np.ndarray, g: ConvGeometry, ws: Workspace | None) -> np.ndarray:
     batch-major needs no border)."""
     if g.batched and (g.Hb, g.Wb) == (g.H, g.W):
         return x
-    xp = _slice(_buffer(ws, "x", _buffer_shape(g, g.chunk, g.C, g.Hb, g.Wb), x.dtype), g, len(x))
-    _images_first(xp, g)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x  # zero border, written interior
-    return xp
+    xpad = _slice(_buffer(ws, "x", _buffer_shape(g, g.chunk, g.C, g.Hb, g.Wb), x.dtype, get_array_module(x)),
+                  g, len(x))
+    _images_first(xpad, g)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x  # zero border, written interior
+    return xpad
 
 
 def im2col(x: np.ndarray, g: ConvGeometry, ws: Workspace | None = None) -> np.ndarray:
@@ -220,28 +233,30 @@ def im2col(x: np.ndarray, g: ConvGeometry, ws: Workspace | None = None) -> np.nd
     ``x`` (n, C, H, W) with ``n <= g.chunk``. Returns a view of the workspace's buffer: batch-major
     (n, C kh kw, Ho Wq), channel-major (C kh kw, n Ho Wq).
     """
-    xp = _padded(x, g, ws)
+    xp = get_array_module(x)
+    xpad = _padded(x, g, ws)
     n, K, L = len(x), g.C * g.kh * g.kw, g.Ho * g.Wq
     if g.batched:
-        cols = _buffer(ws, "cols", (g.chunk, K * L), x.dtype)[:n].reshape(n, g.C, g.kh, g.kw, g.Ho, g.Wq)
+        cols = _buffer(ws, "cols", (g.chunk, K * L), x.dtype, xp)[:n].reshape(n, g.C, g.kh, g.kw, g.Ho, g.Wq)
         for i in range(g.kh):
             for j in range(g.kw):
-                cols[:, :, i, j] = _window(xp, g, i, j)  # (n, C, Ho, Wq)
+                cols[:, :, i, j] = _window(xpad, g, i, j)  # (n, C, Ho, Wq)
         return cols.reshape(n, K, L)  # (n, K, Ho*Wq)
-    cols = _buffer(ws, "cols", (K, g.chunk * L), x.dtype)[:, :n * L].reshape(g.C, g.kh, g.kw, n, g.Ho, g.Wq)
+    cols = _buffer(ws, "cols", (K, g.chunk * L), x.dtype, xp)[:, :n * L].reshape(g.C, g.kh, g.kw, n, g.Ho, g.Wq)
     for i in range(g.kh):
         for j in range(g.kw):
-            cols[:, i, j] = _window(xp, g, i, j)  # (C, n, Ho, Wq)
+            cols[:, i, j] = _window(xpad, g, i, j)  # (C, n, Ho, Wq)
     return cols.reshape(K, n * L)  # (K, n*Ho*Wq)
 
 
-def _product_buffer(ws: Workspace | None, name: str, g: ConvGeometry, rows: int, n: int, dtype: Any) -> np.ndarray:
+def _product_buffer(ws: Workspace | None, name: str, g: ConvGeometry, rows: int, n: int, dtype: Any,
+                    xp: Any) -> np.ndarray:
     """A chunk's product with ``rows`` rows per image as a matrix: (n, rows, L) batch-major, (rows, n L)
     channel-major; a view of a reused buffer (its never-written entries stay zero)."""
     L = g.Ho * g.Wq
     if g.batched:
-        return _buffer(ws, name, (g.chunk, rows * L), dtype)[:n].reshape(n, rows, L)
-    return _buffer(ws, name, (rows, g.chunk * L), dtype)[:, :n * L]
+        return _buffer(ws, name, (g.chunk, rows * L), dtype, xp)[:n].reshape(n, rows, L)
+    return _buffer(ws, name, (rows, g.chunk * L), dtype, xp)[:, :n * L]
 
 
 def _grid(mat: np.ndarray, g: ConvGeometry, n: int) -> np.ndarray:
@@ -296,11 +311,13 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
     >>> y.shape, float(y[0, 0, 2, 2]), float(y[0, 0, 0, 0])
     ((2, 4, 5, 5), 9.0, 4.0)
     """
-    g = conv_geometry(x.shape, w.shape, stride, padding, x.dtype.itemsize)
+    xp = get_array_module(x)
+    chunk_bytes = CHUNK_BYTES if xp is np else DEVICE_CHUNK_BYTES  # the rule: cache-sized on a CPU only
+    g = conv_geometry(x.shape, w.shape, stride, padding, x.dtype.itemsize, chunk_bytes)
     dtype = x.dtype
     w_mat = w.reshape(g.F, g.C * g.kh * g.kw).astype(dtype, copy=False)  # (F, K)
     bias = None if b is None else b.astype(dtype, copy=False)[:, None]  # (F, 1)
-    out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
+    out = xp.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
     in_place = g.batched and not g.wide  # the product can be written straight into the output
     for part in _chunks(g):
         cols = im2col(x[part], g, workspace)  # (n, K, L) or (K, n L)
@@ -308,12 +325,12 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
         if in_place:
             y = out[part].reshape(n, g.F, g.Ho * g.Wo)
         else:
-            y = _product_buffer(workspace, "y", g, g.F, n, dtype)
-        np.matmul(w_mat, cols, out=y)  # (F, K) @ (n, K, L) -> (n, F, L), or (F, K) @ (K, n L) -> (F, n L)
+            y = _product_buffer(workspace, "y", g, g.F, n, dtype, xp)
+        xp.matmul(w_mat, cols, out=y)  # (F, K) @ (n, K, L) -> (n, F, L), or (F, K) @ (K, n L) -> (F, n L)
         if bias is not None:
             y += bias  # (F, 1): along the F axis of (n, F, L) and of (F, n L)
         if not in_place:
-            np.copyto(out[part], _grid(y, g, n)[..., :g.Wo])  # extra grid columns dropped, (n, F) order
+            xp.copyto(out[part], _grid(y, g, n)[..., :g.Wo])  # extra grid columns dropped, (n, F) order
     kept = cols if g.chunk == g.N else None  # a batch of one chunk keeps its columns for backward
     return out, ConvCache(x, kept, w_mat, g, b is not None, workspace)
 
@@ -349,6 +366,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, need_dx: bool = True
     -----
     ``dout`` (N, F, Ho, Wo); ``dx`` (N, C, H, W); ``dw`` (F, C, kh, kw); ``db`` (F,).
     """
+    xp = get_array_module(dout)
     x, kept_cols, w_mat, g, has_bias, workspace = cache
     if dout.shape != (g.N, g.F, g.Ho, g.Wo):
         raise ValueError(
@@ -358,36 +376,37 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, need_dx: bool = True
     dtype = w_mat.dtype
     dout = dout.astype(dtype, copy=False)
     correlate = g.sh == g.sw == 1 and g.ph < g.kh and g.pw < g.kw  # the rule for the fast input gradient
-    dx = None if not need_dx or correlate else np.empty((g.N, g.C, g.H, g.W), dtype=dtype)
-    dw_t = np.zeros((g.C * g.kh * g.kw, g.F), dtype=dtype)  # (K, F)
+    dx = None if not need_dx or correlate else xp.empty((g.N, g.C, g.H, g.W), dtype=dtype)
+    dw_t = xp.zeros((g.C * g.kh * g.kw, g.F), dtype=dtype)  # (K, F)
     for part in _chunks(g):
         cols = kept_cols if kept_cols is not None else im2col(x[part], g, workspace)  # (n, K, L) or (K, n L)
         n = part.stop - part.start
         if g.batched and not g.wide:
-            dy_mat = np.ascontiguousarray(dout[part]).reshape(n, g.F, g.Ho * g.Wo)  # (n, F, L)
+            dy_mat = xp.ascontiguousarray(dout[part]).reshape(n, g.F, g.Ho * g.Wo)  # (n, F, L)
         else:
-            dy_mat = _product_buffer(workspace, "dy", g, g.F, n, dtype)  # grid columns Wo..Wq stay zero
+            dy_mat = _product_buffer(workspace, "dy", g, g.F, n, dtype, xp)  # grid columns Wo..Wq stay zero
             _grid(dy_mat, g, n)[..., :g.Wo] = dout[part]
         # dw^T: (n, K, L) @ (n, L, F) -> (n, K, F), or (K, n L) @ (n L, F) -> (K, F); BLAS runs this orientation
         # of the product about 1.4x faster here than dY X_col^T
-        dw_part = np.matmul(cols, dy_mat.swapaxes(-1, -2))
+        dw_part = xp.matmul(cols, dy_mat.swapaxes(-1, -2))
         dw_t += dw_part.sum(axis=0) if g.batched else dw_part
         if dx is not None:
             _col2im(w_mat, dy_mat, g, workspace, dx[part])
-    db = np.einsum("nfhw->f", dout) if has_bias else None
+    db = xp.einsum("nfhw->f", dout) if has_bias else None
     if need_dx and correlate:
         dx = _input_grad_by_correlation(dout, w_mat, g, workspace)
-    return dx, np.ascontiguousarray(dw_t.T).reshape(g.F, g.C, g.kh, g.kw), db  # (K, F) -> (F, C, kh, kw)
+    return dx, xp.ascontiguousarray(dw_t.T).reshape(g.F, g.C, g.kh, g.kw), db  # (K, F) -> (F, C, kh, kw)
 
 
 def _col2im(w_mat: np.ndarray, dy_mat: np.ndarray, g: ConvGeometry, workspace: Workspace | None,
             dx: np.ndarray) -> None:
     """Write the input gradient of one chunk into ``dx`` (n, C, H, W): col2im of ``W_mat^T dY``."""
+    xp = get_array_module(w_mat)
     n, K = len(dx), g.C * g.kh * g.kw
-    dcols = _product_buffer(workspace, "dcols", g, K, n, dy_mat.dtype)
-    np.matmul(w_mat.T, dy_mat, out=dcols)  # (K, F) @ (n, F, L) -> (n, K, L), or (K, F) @ (F, n L) -> (K, n L)
+    dcols = _product_buffer(workspace, "dcols", g, K, n, dy_mat.dtype, xp)
+    xp.matmul(w_mat.T, dy_mat, out=dcols)  # (K, F) @ (n, F, L) -> (n, K, L), or (K, F) @ (F, n L) -> (K, n L)
     taps = _grid(dcols, g, n).reshape(n, g.C, g.kh, g.kw, g.Ho, g.Wq)  # (n, C, kh, kw, Ho, Wq), a view
-    dxp = _slice(_buffer(workspace, "dxp", _buffer_shape(g, g.chunk, g.C, g.Hb, g.Wb), dy_mat.dtype), g, n)
+    dxp = _slice(_buffer(workspace, "dxp", _buffer_shape(g, g.chunk, g.C, g.Hb, g.Wb), dy_mat.dtype, xp), g, n)
     dxp.fill(0)
     for i in range(g.kh):
         for j in range(g.kw):
@@ -398,8 +417,9 @@ def _col2im(w_mat: np.ndarray, dy_mat: np.ndarray, g: ConvGeometry, workspace: W
 def _input_grad_by_correlation(dout: np.ndarray, w_mat: np.ndarray, g: ConvGeometry,
                                workspace: Workspace | None) -> np.ndarray:
     """Input gradient of a stride-1 convolution with ``p < k``: ``conv2d_forward(dout, w', padding=k-1-p)``."""
+    xp = get_array_module(dout)
     w = w_mat.reshape(g.F, g.C, g.kh, g.kw)
-    w_flip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (F, C, kh, kw) -> (C, F, kh, kw)
+    w_flip = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (F, C, kh, kw) -> (C, F, kh, kw)
     q = (g.kh - 1 - g.ph, g.kw - 1 - g.pw)
     inner = workspace.child("dx") if workspace is not None else None
     dx, _ = conv2d_forward(dout, w_flip, None, 1, q, workspace=inner)

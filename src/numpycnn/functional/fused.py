@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn.backend import get_array_module
 from numpycnn.functional.norm import _as_ncl, centred_batch_statistics
 from numpycnn.functional.pool import maxpool2d_backward, maxpool2d_forward
 
@@ -57,25 +58,27 @@ def batchnorm_relu_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     cache : tuple
         ``(x_c, y, inv_std, scale, mean, var)``; ``mean`` and ``var`` (biased, (C,)) update running statistics.
     """
+    xp = get_array_module(x)
     xc, mean, var, inv_std = centred_batch_statistics(_as_ncl(x), eps)  # (N, C, L) and (C,) each
     scale = (gamma * inv_std).astype(x.dtype, copy=False)
-    y = np.multiply(xc, scale[:, None])  # (N, C, L)
+    y = xp.multiply(xc, scale[:, None])  # (N, C, L)
     y += beta[:, None]
-    np.maximum(y, 0, out=y)
+    xp.maximum(y, 0, out=y)
     return y.reshape(x.shape), (xc, y, inv_std, scale, mean, var)  # y back to (N, C[, H, W])
 
 
 def batchnorm_relu_backward(dy: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`batchnorm_relu_forward`: ``(dx, dgamma, dbeta)``."""
+    xp = get_array_module(dy)
     xc, y, inv_std, scale, _, _ = cache
     m = xc.shape[0] * xc.shape[2]
-    g = np.multiply(_as_ncl(dy), y > 0, dtype=xc.dtype)  # (N, C, L): ReLU's backward
-    dbeta = np.einsum("ncl->c", g)  # (C,)
-    dgamma = np.einsum("ncl,ncl->c", g, xc) * inv_std  # (C,)
+    g = xp.multiply(_as_ncl(dy), y > 0, dtype=xc.dtype)  # (N, C, L): ReLU's backward
+    dbeta = xp.einsum("ncl->c", g)  # (C,)
+    dgamma = xp.einsum("ncl,ncl->c", g, xc) * inv_std  # (C,)
     g *= scale[:, None]
     g -= (scale * dbeta / m)[:, None]
-    dx = np.multiply(xc, (scale * inv_std * dgamma / m).astype(xc.dtype)[:, None])  # (N, C, L)
-    np.subtract(g, dx, out=dx)
+    dx = xp.multiply(xc, (scale * inv_std * dgamma / m).astype(xc.dtype)[:, None])  # (N, C, L)
+    xp.subtract(g, dx, out=dx)
     return dx.reshape(dy.shape), dgamma, dbeta  # dx back to (N, C[, H, W])
 
 
@@ -98,22 +101,24 @@ def batchnorm_relu_inference_forward(x: np.ndarray, gamma: np.ndarray, beta: np.
     -----
     ``x`` (N, C) or (N, C, H, W); the statistics and parameters (C,); ``y`` has the shape of ``x``.
     """
+    xp = get_array_module(x)
     x3 = _as_ncl(x)  # (N, C, L)
-    inv_std = 1.0 / np.sqrt(var + eps)  # (C,)
+    inv_std = 1.0 / xp.sqrt(var + eps)  # (C,)
     scale = (gamma * inv_std).astype(x.dtype, copy=False)
     shift = (beta - mean * scale).astype(x.dtype, copy=False)
-    y = np.multiply(x3, scale[:, None])  # (N, C, L)
+    y = xp.multiply(x3, scale[:, None])  # (N, C, L)
     y += shift[:, None]
-    np.maximum(y, 0, out=y)
+    xp.maximum(y, 0, out=y)
     return y.reshape(x.shape), (x3, y, scale, inv_std, mean)  # y back to (N, C[, H, W])
 
 
 def batchnorm_relu_inference_backward(dy: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`batchnorm_relu_inference_forward`: ``(dx, dgamma, dbeta)``."""
+    xp = get_array_module(dy)
     x3, y, scale, inv_std, mean = cache
-    g = np.multiply(_as_ncl(dy), y > 0, dtype=x3.dtype)  # (N, C, L): ReLU's backward
-    dbeta = np.einsum("ncl->c", g)  # (C,)
-    dgamma = (np.einsum("ncl,ncl->c", g, x3) - mean * dbeta) * inv_std  # sum g (x - mean) / std
+    g = xp.multiply(_as_ncl(dy), y > 0, dtype=x3.dtype)  # (N, C, L): ReLU's backward
+    dbeta = xp.einsum("ncl->c", g)  # (C,)
+    dgamma = (xp.einsum("ncl,ncl->c", g, x3) - mean * dbeta) * inv_std  # sum g (x - mean) / std
     g *= scale[:, None]
     return g.reshape(dy.shape), dgamma, dbeta  # dx back to (N, C[, H, W])
 
@@ -139,12 +144,14 @@ def relu_maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2
     -----
     ``x`` (N, C, H, W) -> ``y`` (N, C, Ho, Wo), as :func:`numpycnn.functional.pool.maxpool2d_forward`.
     """
+    xp = get_array_module(x)
     pooled, pool_cache = maxpool2d_forward(x, kernel_size, stride)
-    np.maximum(pooled, 0, out=pooled)
+    xp.maximum(pooled, 0, out=pooled)
     return pooled, (pool_cache, pooled)
 
 
 def relu_maxpool2d_backward(dy: np.ndarray, cache: Any) -> np.ndarray:
     """Gradient of :func:`relu_maxpool2d_forward`: ReLU's mask on the pooled output, then pooling's routing."""
+    xp = get_array_module(dy)
     pool_cache, y = cache
-    return maxpool2d_backward(np.multiply(dy, y > 0, dtype=y.dtype), pool_cache)
+    return maxpool2d_backward(xp.multiply(dy, y > 0, dtype=y.dtype), pool_cache)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn.backend import get_array_module
 from numpycnn.functional.activations import log_softmax
 
 
@@ -49,34 +50,37 @@ def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray,
     -----
     ``logits`` (N, K); ``targets`` (N,) or (N, K); the loss is a scalar and the gradient (N, K).
     """
+    xp = get_array_module(logits)
     n, k = logits.shape
     logp = log_softmax(logits, axis=1)  # (N, K)
     eps = float(label_smoothing)
     if targets.ndim == 1:
-        picked = logp[np.arange(n), targets]  # (N,)
-        loss = -float(np.sum(picked, dtype=np.float64)) / n
+        picked = logp[xp.arange(n), targets]  # (N,)
+        loss = -float(xp.sum(picked, dtype=np.float64)) / n
         if eps:  # (1 - eps) of the plain loss plus eps of the loss against the uniform distribution
-            loss = (1 - eps) * loss - eps / k * float(np.sum(logp, dtype=np.float64)) / n
+            loss = (1 - eps) * loss - eps / k * float(xp.sum(logp, dtype=np.float64)) / n
     else:
         if eps:
             targets = (1 - eps) * targets + eps / k  # (N, K): t' = (1 - eps) t + eps / K
-        terms = np.multiply(targets, logp, out=np.zeros_like(logp), where=targets != 0)  # 0 * -inf -> 0
-        loss = -float(np.sum(terms, dtype=np.float64)) / n
+        terms = xp.where(targets != 0, logp, 0)  # (N, K) in logp's dtype; 0 where t = 0, so never 0 * -inf
+        terms *= targets  # (xp.where, not a ufunc's `where=`, which CuPy does not take)
+        loss = -float(xp.sum(terms, dtype=np.float64)) / n
     return loss, (logp, targets, eps)
 
 
 def cross_entropy_backward(cache: Any) -> np.ndarray:
     """Gradient of :func:`cross_entropy_forward` with respect to the logits, in the logits' dtype."""
     logp, targets, eps = cache
+    xp = get_array_module(logp)
     n, k = logp.shape
-    grad = np.exp(logp)  # (N, K) softmax probabilities
+    grad = xp.exp(logp)  # (N, K) softmax probabilities
     if targets.ndim == 1:
-        grad[np.arange(n), targets] -= 1 - eps
+        grad[xp.arange(n), targets] -= 1 - eps
         if eps:
             grad -= grad.dtype.type(eps / k)
     else:  # targets already smoothed by the forward pass
         t = targets.astype(grad.dtype, copy=False)
-        grad *= np.sum(t, axis=1, keepdims=True)  # (N, 1)
+        grad *= xp.sum(t, axis=1, keepdims=True)  # (N, 1)
         grad -= t
     grad /= n
     return grad
@@ -97,12 +101,14 @@ def mse_forward(pred: np.ndarray, target: np.ndarray) -> tuple[float, Any]:
     -----
     ``pred`` and ``target`` of the same shape; the loss is a scalar and the gradient has ``pred``'s shape.
     """
-    diff = np.subtract(pred, target, dtype=pred.dtype)
-    loss = float(np.vdot(diff.ravel(), diff.ravel())) / diff.size
+    xp = get_array_module(pred)
+    diff = xp.subtract(pred, target, dtype=pred.dtype)
+    loss = float(xp.vdot(diff.ravel(), diff.ravel())) / diff.size
     return loss, diff
 
 
 def mse_backward(cache: Any) -> np.ndarray:
     """Gradient of :func:`mse_forward`: :math:`2(\\hat y - y)/M`."""
     diff = cache
-    return np.multiply(diff, 2.0 / diff.size, dtype=diff.dtype)
+    xp = get_array_module(diff)
+    return xp.multiply(diff, 2.0 / diff.size, dtype=diff.dtype)

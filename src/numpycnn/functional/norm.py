@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn.backend import get_array_module
+
 
 def _as_ncl(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1], -1)  # (N, C, L): a view for contiguous x
@@ -21,11 +23,12 @@ def centred_batch_statistics(x3: np.ndarray, eps: float
     """``(x_c, mean, var, inv_std)`` of ``x3`` (N, C, L) per channel: :math:`x_c = x - \\mu` (a new array),
     the biased variance by two passes (:math:`\\frac{1}{m}\\sum x_c^2`, no cancellation) and
     :math:`1/\\sqrt{\\sigma^2 + \\epsilon}`."""
+    xp = get_array_module(x3)
     m = x3.shape[0] * x3.shape[2]
-    mean = np.einsum("ncl->c", x3) / m  # (C,)
-    xc = np.subtract(x3, mean[:, None])  # (N, C, L), centred
-    var = np.einsum("ncl,ncl->c", xc, xc) / m  # (C,), biased
-    return xc, mean, var, 1.0 / np.sqrt(var + eps)
+    mean = xp.einsum("ncl->c", x3) / m  # (C,)
+    xc = xp.subtract(x3, mean[:, None])  # (N, C, L), centred
+    var = xp.einsum("ncl,ncl->c", xc, xc) / m  # (C,), biased
+    return xc, mean, var, 1.0 / xp.sqrt(var + eps)
 
 
 def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
@@ -60,22 +63,24 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         ``(x_hat, inv_std, gamma, shape, mean, var)``; ``mean`` and ``var`` (biased, shape (C,)) are what the
         layer uses to update its running statistics.
     """
+    xp = get_array_module(x)
     x_hat, mean, var, inv_std = centred_batch_statistics(_as_ncl(x), eps)  # (N, C, L) and (C,) each
     x_hat *= inv_std[:, None]
-    y = np.multiply(x_hat, gamma[:, None])  # (N, C, L)
+    y = xp.multiply(x_hat, gamma[:, None])  # (N, C, L)
     y += beta[:, None]
     return y.reshape(x.shape), (x_hat, inv_std, gamma, x.shape, mean, var)  # y back to (N, C[, H, W])
 
 
 def batch_norm_backward(dy: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`batch_norm_forward`: ``(dx, dgamma, dbeta)``."""
+    xp = get_array_module(dy)
     x_hat, inv_std, gamma, shape, _, _ = cache
     dy3 = _as_ncl(dy)  # (N, C, L)
     m = dy3.shape[0] * dy3.shape[2]
-    dbeta = np.einsum("ncl->c", dy3)  # (C,)
-    dgamma = np.einsum("ncl,ncl->c", dy3, x_hat)  # (C,)
-    dx = np.multiply(x_hat, (dgamma / m)[:, None])  # (N, C, L)
-    np.subtract(dy3, dx, out=dx)
+    dbeta = xp.einsum("ncl->c", dy3)  # (C,)
+    dgamma = xp.einsum("ncl,ncl->c", dy3, x_hat)  # (C,)
+    dx = xp.multiply(x_hat, (dgamma / m)[:, None])  # (N, C, L)
+    xp.subtract(dy3, dx, out=dx)
     dx -= (dbeta / m)[:, None]
     dx *= (gamma * inv_std)[:, None]
     return dx.reshape(shape), dgamma, dbeta  # dx back to (N, C[, H, W])
@@ -98,20 +103,22 @@ def batch_norm_inference_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndar
     -----
     ``x`` (N, C) or (N, C, H, W); ``gamma``, ``beta``, ``mean``, ``var`` (C,); ``y`` has the shape of ``x``.
     """
+    xp = get_array_module(x)
     x3 = _as_ncl(x)  # (N, C, L)
-    inv_std = 1.0 / np.sqrt(var + eps)  # (C,)
+    inv_std = 1.0 / xp.sqrt(var + eps)  # (C,)
     scale = (gamma * inv_std).astype(x.dtype, copy=False)
     shift = (beta - mean * scale).astype(x.dtype, copy=False)
-    y = np.multiply(x3, scale[:, None])  # (N, C, L)
+    y = xp.multiply(x3, scale[:, None])  # (N, C, L)
     y += shift[:, None]
     return y.reshape(x.shape), (x3, scale, inv_std, mean)  # y back to (N, C[, H, W])
 
 
 def batch_norm_inference_backward(dy: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`batch_norm_inference_forward`: ``(dx, dgamma, dbeta)``."""
+    xp = get_array_module(dy)
     x3, scale, inv_std, mean = cache
     dy3 = _as_ncl(dy)  # (N, C, L)
-    dbeta = np.einsum("ncl->c", dy3)  # (C,)
-    dgamma = (np.einsum("ncl,ncl->c", dy3, x3) - mean * dbeta) * inv_std  # sum dy (x - mean) / std
-    dx = np.multiply(dy3, scale[:, None])  # (N, C, L)
+    dbeta = xp.einsum("ncl->c", dy3)  # (C,)
+    dgamma = (xp.einsum("ncl,ncl->c", dy3, x3) - mean * dbeta) * inv_std  # sum dy (x - mean) / std
+    dx = xp.multiply(dy3, scale[:, None])  # (N, C, L)
     return dx.reshape(dy.shape), dgamma, dbeta  # dx back to (N, C[, H, W])

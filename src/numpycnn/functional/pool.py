@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from numpycnn.backend import get_array_module
+
 
 class PoolGeometry(NamedTuple):
     """Input (N, C, H, W), window (kh, kw), stride (sh, sw) and output (Ho, Wo) of a pooling."""
@@ -65,11 +67,11 @@ def _offsets(a: np.ndarray, g: PoolGeometry) -> Iterator[np.ndarray]:
             yield a[:, :, i:i + g.sh * (g.Ho - 1) + 1:g.sh, j:j + g.sw * (g.Wo - 1) + 1:g.sw]
 
 
-def _grad_buffer(g: PoolGeometry, dtype: Any) -> tuple[np.ndarray, bool]:
-    """An array for ``dx`` and whether backward may assign slices (no overlap) instead of accumulating."""
+def _grad_buffer(g: PoolGeometry, dtype: Any, xp: Any) -> tuple[np.ndarray, bool]:
+    """An array of ``xp`` for ``dx`` and whether backward may assign slices (no overlap) instead of accumulating."""
     disjoint = g.kh == g.sh and g.kw == g.sw
     covered = disjoint and g.Ho * g.kh == g.H and g.Wo * g.kw == g.W
-    dx = np.empty((g.N, g.C, g.H, g.W), dtype) if covered else np.zeros((g.N, g.C, g.H, g.W), dtype)
+    dx = xp.empty((g.N, g.C, g.H, g.W), dtype) if covered else xp.zeros((g.N, g.C, g.H, g.W), dtype)
     return dx, disjoint
 
 
@@ -109,26 +111,28 @@ def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
 
 def _maxpool_by_offsets(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
     """The general kernel: a running maximum and its window index over the ``kh * kw`` offset slices."""
+    xp = get_array_module(x)
     views = _offsets(x, g)
-    out = np.array(next(views))  # (N, C, Ho, Wo), a copy of offset (0, 0)
-    argmax = np.zeros(out.shape, dtype=np.uint8 if g.kh * g.kw < 256 else np.int32)
-    better = np.empty(out.shape, dtype=bool)
+    out = xp.array(next(views))  # (N, C, Ho, Wo), a copy of offset (0, 0)
+    argmax = xp.zeros(out.shape, dtype=np.uint8 if g.kh * g.kw < 256 else np.int32)
+    better = xp.empty(out.shape, dtype=bool)
     for t, view in enumerate(views, start=1):
-        np.greater(view, out, out=better)  # strict: an equal later value does not take over
-        np.maximum(out, view, out=out)  # propagates NaN like PyTorch
-        np.copyto(argmax, t, where=better)
+        xp.greater(view, out, out=better)  # strict: an equal later value does not take over
+        xp.maximum(out, view, out=out)  # propagates NaN like PyTorch
+        xp.copyto(argmax, argmax.dtype.type(t), where=better)  # a typed scalar: CuPy checks casts of Python ints
     return out, argmax
 
 
 def maxpool2d_backward(dout: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
     """Gradient of :func:`maxpool2d_forward`: ``dout`` routed to each window's first maximum, one pass per offset."""
+    xp = get_array_module(dout)
     g, argmax, dtype = cache
-    dx, disjoint = _grad_buffer(g, dtype)
-    hit = np.empty(argmax.shape, dtype=bool)
+    dx, disjoint = _grad_buffer(g, dtype, xp)
+    hit = xp.empty(argmax.shape, dtype=bool)
     for t, view in enumerate(_offsets(dx, g)):
-        np.equal(argmax, t, out=hit)
+        xp.equal(argmax, t, out=hit)
         if disjoint:
-            np.multiply(dout, hit, out=view)
+            xp.multiply(dout, hit, out=view)
         else:
             view += dout * hit
     return dx
@@ -142,18 +146,19 @@ def _maxpool2x2_forward(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.
     strictly greater, which is the first maximum in row-major window order, the general kernel's :math:`t^*`.
     Every pass runs over (N, C, Ho, Wo) arrays, a quarter of the input, and none of them over the input itself.
     """
+    xp = get_array_module(x)
     xc = x[:, :, :2 * g.Ho, :2 * g.Wo]  # (N, C, 2Ho, 2Wo), the rows and columns the windows cover
     a, b = xc[:, :, 0::2, 0::2], xc[:, :, 0::2, 1::2]  # (N, C, Ho, Wo) each: upper row of every window
     c, d = xc[:, :, 1::2, 0::2], xc[:, :, 1::2, 1::2]  # (N, C, Ho, Wo) each: lower row
-    upper_right, lower_right = np.greater(b, a), np.greater(d, c)  # (N, C, Ho, Wo): column 1 strictly greater
-    out = np.maximum(a, b)  # (N, C, Ho, Wo): the upper row's maximum (propagates NaN like PyTorch)
-    lower_max = np.maximum(c, d)  # (N, C, Ho, Wo)
-    lower = np.greater(lower_max, out)  # (N, C, Ho, Wo): row 1 strictly greater
-    np.maximum(out, lower_max, out=out)
+    upper_right, lower_right = xp.greater(b, a), xp.greater(d, c)  # (N, C, Ho, Wo): column 1 strictly greater
+    out = xp.maximum(a, b)  # (N, C, Ho, Wo): the upper row's maximum (propagates NaN like PyTorch)
+    lower_max = xp.maximum(c, d)  # (N, C, Ho, Wo)
+    lower = xp.greater(lower_max, out)  # (N, C, Ho, Wo): row 1 strictly greater
+    xp.maximum(out, lower_max, out=out)
     # t* = 2 + lower_right where the lower row wins, else upper_right, in bit operations on uint8 (np.where is slower):
     # ur ^ (lower & (lr ^ ur)) picks lr or ur, and adding lower twice adds the 2
     ur, lr, lo = upper_right.view(np.uint8), lower_right.view(np.uint8), lower.view(np.uint8)
-    argmax = np.bitwise_xor(lr, ur)
+    argmax = xp.bitwise_xor(lr, ur)
     argmax &= lo
     argmax ^= ur
     argmax += lo
@@ -176,9 +181,10 @@ def avgpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
     -----
     ``x`` (N, C, H, W) -> ``y`` (N, C, Ho, Wo), :math:`H_{out} = \\lfloor (H - k_h) / s_h \\rfloor + 1`.
     """
+    xp = get_array_module(x)
     g = pool_geometry(x.shape, kernel_size, stride)
     views = _offsets(x, g)
-    out = np.array(next(views))  # (N, C, Ho, Wo)
+    out = xp.array(next(views))  # (N, C, Ho, Wo)
     for view in views:
         out += view
     out *= x.dtype.type(1.0 / (g.kh * g.kw))
@@ -188,7 +194,7 @@ def avgpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
 def avgpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
     """Gradient of :func:`avgpool2d_forward`: ``dout / (kh kw)`` spread over each window. Shape of ``x``."""
     g, dtype = cache
-    dx, disjoint = _grad_buffer(g, dtype)
+    dx, disjoint = _grad_buffer(g, dtype, get_array_module(dout))
     share = dout * dtype.type(1.0 / (g.kh * g.kw))  # (N, C, Ho, Wo)
     for view in _offsets(dx, g):
         if disjoint:
@@ -218,7 +224,8 @@ def global_avgpool2d_forward(x: np.ndarray) -> tuple[np.ndarray, Any]:
 
 def global_avgpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
     """Gradient of :func:`global_avgpool2d_forward`, shape (N, C, H, W)."""
+    xp = get_array_module(dout)
     (N, C, H, W), dtype = cache
-    dx = np.empty((N, C, H, W), dtype=dtype)
+    dx = xp.empty((N, C, H, W), dtype=dtype)
     dx[...] = (dout * dtype.type(1.0 / (H * W)))[:, :, None, None]  # (N, C) -> (N, C, 1, 1), broadcast
     return dx

@@ -42,7 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn import backend
 from numpycnn._files import atomic_write
+from numpycnn._modelfile import host_state_dict
 from numpycnn.interchange import _onnx as C
 from numpycnn.model import Sequential
 
@@ -66,7 +68,8 @@ class _Builder:
     def tensor(self, name: str, value: np.ndarray) -> str:
         from onnx import numpy_helper
 
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value, np.float32), name))
+        host = backend.to_host(value)  # a host copy of a model on a device
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(host, np.float32), name))
         return name
 
 
@@ -171,7 +174,7 @@ def _check_exportable(model: Sequential, input_shape: Sequence[int] | None) -> t
         if layer.name not in _EMITTERS:
             raise ValueError(f"to_onnx: layer {i} ({layer.name}) has no ONNX equivalent here; known layers are "
                              f"{sorted(_EMITTERS)}.")
-    for name, value in model.state_dict().items():
+    for name, value in host_state_dict(model).items():
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise ValueError(f"to_onnx: tensor {name!r} holds NaN or infinite values. Not exporting it.")
     return shape

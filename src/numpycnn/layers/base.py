@@ -14,6 +14,9 @@ A layer holds its parameters and the cache of its last forward pass; the math li
   an input the layer cannot take. ``Sequential.summary`` and model-file checks use it.
 - ``reset_parameters(rng, nonlinearity)`` (re)draws the parameters from a ``numpy.random.Generator``.
 - Layers that draw random numbers while running (``Dropout``) keep their generator in ``self.rng``.
+- ``to(device)`` moves ``params``, ``grads`` and ``buffers`` to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy); the math
+  takes its array module from its input, ``xp = numpycnn.backend.get_array_module(x)``, so one code path runs
+  on both. A custom layer that creates arrays in ``forward``/``backward`` does the same to run on a GPU.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn import backend
 from numpycnn._checks import fail
 
 
@@ -200,12 +204,13 @@ class Layer:
         shape and dtype in ``self.grads[name]``; return the array (the layer's own, not a copy)."""
         if not isinstance(name, str) or not name.isidentifier():
             _fail_name(self.name, name)
-        value = np.asarray(value)
+        if type(value) is not np.ndarray:
+            value = backend.get_array_module(value).asarray(value)  # a device array stays on its device
         if value.dtype.kind != "f":
             raise TypeError(f"{self.name}: `{name}` must be a floating-point array. Got dtype {value.dtype}. "
                             "Use for example np.zeros(shape, np.float32).")
         self.params[name] = value
-        self.grads[name] = np.zeros_like(value)
+        self.grads[name] = backend.get_array_module(value).zeros_like(value)
         return value
 
     # -- helpers shared by all layers ---------------------------------------------------------------------------
@@ -241,6 +246,15 @@ class Layer:
         for key, value in self.buffers.items():
             if value.dtype.kind == "f":
                 self.buffers[key] = value.astype(dtype)
+        self.cache = None
+        return self
+
+    def to(self, device: str) -> Layer:
+        """Move parameters, gradients and buffers to ``device`` (``"cpu"``, ``"cuda"``, see
+        :mod:`numpycnn.backend`) and drop the cache; returns the layer. Arrays already there are kept."""
+        for store in (self.params, self.grads, self.buffers):
+            for key, value in store.items():
+                store[key] = backend.to_device(value, device)
         self.cache = None
         return self
 

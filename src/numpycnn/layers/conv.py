@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks
+from numpycnn import _checks, backend
 from numpycnn.functional.conv import Workspace, conv2d_backward, conv2d_forward, conv2d_output_size
 from numpycnn.init import init_weight
 from numpycnn.layers.base import Layer
@@ -151,15 +151,16 @@ class Conv2D(Layer):
         w = self.params["weight"]
         kh, kw = self.kernel_size
         fan_in, fan_out = self.in_channels * kh * kw, self.out_channels * kh * kw
-        w[...] = init_weight(w.shape, fan_in, fan_out, nonlinearity, rng, w.dtype)
+        w[...] = backend.like(init_weight(w.shape, fan_in, fan_out, nonlinearity, rng, w.dtype), w)
         if self.use_bias:
             self.params["bias"].fill(0)
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         x = _checks.as_float_array("Conv2D", x)
         _checks.input_ndim("Conv2D", x, 4, "(N, C, H, W)")
-        if not self.built:
+        if not self.built:  # lazy: drawn on the host, then moved to the input's device
             self.build(x.shape[1])
+            self.to(backend.device_of(x))
         _checks.input_size("Conv2D", x, 1, self.in_channels, "input channels")
         self._check_fits(x.shape[2:], x.shape)
         y, self.cache = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride,
@@ -173,6 +174,10 @@ class Conv2D(Layer):
         if dbias is not None:
             self.grads["bias"][...] = dbias
         return dx
+
+    def to(self, device: str) -> Conv2D:
+        self._workspace.clear()
+        return super().to(device)
 
     def astype(self, dtype: Any) -> Conv2D:
         self._dtype = _checks.float_dtype("Conv2D", dtype)

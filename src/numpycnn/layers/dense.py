@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks
+from numpycnn import _checks, backend
 from numpycnn.functional.dense import dense_backward, dense_forward
 from numpycnn.init import init_weight
 from numpycnn.layers.base import Layer
@@ -102,15 +102,17 @@ class Dense(Layer):
             self._init = (rng, nonlinearity)
             return
         w = self.params["weight"]
-        w[...] = init_weight(w.shape, self.in_features, self.out_features, nonlinearity, rng, w.dtype)
+        drawn = init_weight(w.shape, self.in_features, self.out_features, nonlinearity, rng, w.dtype)  # on the host
+        w[...] = backend.like(drawn, w)
         if self.use_bias:
             self.params["bias"].fill(0)
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         x = _checks.as_float_array("Dense", x)
         _checks.input_ndim("Dense", x, 2, "(N, features)")
-        if not self.built:
+        if not self.built:  # lazy: drawn on the host, then moved to the input's device
             self.build(x.shape[1])
+            self.to(backend.device_of(x))
         _checks.input_size("Dense", x, 1, self.in_features, "input features")
         z, self.cache = dense_forward(x, self.params["weight"], self.params.get("bias"))
         return z

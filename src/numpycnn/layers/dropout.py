@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks
+from numpycnn import _checks, backend
 from numpycnn.layers.base import Layer
 
 
@@ -37,7 +37,8 @@ class Dropout(Layer):
     Attributes
     ----------
     rng : numpy.random.Generator
-        The mask generator; the same seed gives the same masks.
+        The mask generator; the same seed gives the same masks. Masks are drawn on the host with it and moved
+        to the input's device (:func:`numpycnn.backend.like`), so a seed gives the same masks on every device.
 
     Raises
     ------
@@ -62,17 +63,18 @@ class Dropout(Layer):
         if not training or self.p == 0.0:
             self.cache = (None,)  # identity: backward passes the gradient through
             return x
-        mask = self.rng.random(x.shape, dtype=x.dtype)  # uniform [0, 1)
-        np.greater_equal(mask, self.p, out=mask)  # 1.0 keeps, 0.0 drops (in place, no bool temporary)
+        xp = backend.get_array_module(x)
+        mask = backend.like(self.rng.random(x.shape, dtype=x.dtype), x)  # uniform [0, 1), drawn on the host
+        xp.greater_equal(mask, self.p, out=mask)  # 1.0 keeps, 0.0 drops (in place, no bool temporary)
         mask *= 1.0 / (1.0 - self.p)
         self.cache = (mask,)
-        return np.multiply(x, mask)
+        return xp.multiply(x, mask)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         (mask,) = self._take_cache()
         if mask is None:
             return grad
-        return np.multiply(grad, mask)
+        return backend.get_array_module(grad).multiply(grad, mask)
 
     def get_config(self) -> dict[str, Any]:
         return {"p": self.p}

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn import backend
 from numpycnn._checks import int_pair
 from numpycnn.datasets.transforms import standardize, to_float
 from numpycnn.images import preprocess, style_for
@@ -81,11 +82,13 @@ def layer_outputs(model: Any, x: np.ndarray) -> list[np.ndarray]:
     """Run ``model.layers`` one at a time in inference mode; the output of each, in order.
 
     ``outputs[i]`` is layer ``i``'s output; layer ``i``'s input is ``outputs[i - 1]`` (``x`` for the first).
+    The layers run where the model is; the outputs are host copies.
     """
     outputs = []
+    x = backend.to_device(x, model.device)
     for layer in model.layers:
         x = layer.forward(x, training=False)
-        outputs.append(x)
+        outputs.append(backend.to_host(x))
     return outputs
 
 
@@ -118,7 +121,7 @@ def describe(model: Any) -> dict[str, Any]:
     convs = [i for i, layer in enumerate(model.layers) if layer.name == "Conv2D"]
     filters = None
     if convs:
-        weight = model.layers[convs[0]].params["weight"]  # (F, C, kh, kw)
+        weight = backend.to_host(model.layers[convs[0]].params["weight"])  # (F, C, kh, kw), a host copy
         filters = {"layer": convs[0], "total": int(weight.shape[0]), **encode(weight[:MAX_FILTERS])}
     return {"input_shape": list(model.input_shape) if model.input_shape else None,
             "class_names": model.class_names, "normalization": model.normalization,
@@ -168,7 +171,7 @@ def conv_step(model: Any, x: np.ndarray, outputs: list[np.ndarray], index: int,
     padded = np.pad(layer_input[0], ((0, 0), (ph, ph), (pw, pw)))  # (C, H + 2 ph, W + 2 pw)
     top, left = row * sh, col * sw  # in padded coordinates
     window = padded[:, top:top + kh, left:left + kw].astype(np.float64)  # (C, kh, kw)
-    kernel = layer.params["weight"][channel].astype(np.float64)  # (C, kh, kw)
+    kernel = backend.to_host(layer.params["weight"][channel]).astype(np.float64)  # (C, kh, kw), on the host
     products = window * kernel  # exact: a product of two float32 values fits in a float64
     channel_sums = products.sum(axis=(1, 2))  # (C,)
     bias = float(layer.params["bias"][channel]) if "bias" in layer.params else 0.0

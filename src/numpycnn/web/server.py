@@ -343,8 +343,9 @@ class WebServer(ThreadingHTTPServer):
 
 
 # -- the command ---------------------------------------------------------------------------------------------
-def available_models(model_path: Path | None = None) -> list[ServedModel]:
-    """The shipped models, after the one in ``model_path`` when given (which is then the default)."""
+def available_models(model_path: Path | None = None, device: str = "cpu") -> list[ServedModel]:
+    """The shipped models, after the one in ``model_path`` when given (which is then the default), on
+    ``device`` (``"cpu"`` or ``"cuda"``); the page's figures are host copies."""
     from numpycnn import pretrained
     from numpycnn.io import load_model
 
@@ -352,25 +353,25 @@ def available_models(model_path: Path | None = None) -> list[ServedModel]:
     if model_path is not None:
         if not Path(model_path).is_file():
             raise FileNotFoundError(f"model file {str(model_path)!r} does not exist.")
-        served.append(ServedModel("file", f"{Path(model_path).name} (your model)", load_model(model_path),
-                                  str(model_path)))
+        model = load_model(model_path, device=device)
+        served.append(ServedModel("file", f"{Path(model_path).name} (your model)", model, str(model_path)))
     for name, record in pretrained.SHIPPED.items():
-        served.append(ServedModel(name, record.title, pretrained.load(name), f"shipped: {record.filename}",
+        served.append(ServedModel(name, record.title, pretrained.load(name).to(device), f"shipped: {record.filename}",
                                   record.test_accuracy))
     return served
 
 
 def make_server(host: str = "127.0.0.1", port: int = 8000, model_path: Path | None = None,
-                log: Callable[[str], None] | None = None) -> WebServer:
+                log: Callable[[str], None] | None = None, device: str = "cpu") -> WebServer:
     """A server on ``host:port`` (port 0: any free port) serving the shipped models and ``model_path``."""
-    return WebServer((host, port), App(available_models(model_path)), log)
+    return WebServer((host, port), App(available_models(model_path, device)), log)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, model_path: Path | None = None) -> int:
+def serve(host: str = "127.0.0.1", port: int = 8000, model_path: Path | None = None, device: str = "cpu") -> int:
     """Serve until Ctrl-C: print the URL, log each request on stderr, close the socket on the way out."""
     if not 0 <= port <= 65535:
         raise ValueError(f"serve: `--port` must be in [0, 65535]. Got {port}.")
-    server = make_server(host, port, model_path, log=lambda line: print(line, file=sys.stderr))
+    server = make_server(host, port, model_path, log=lambda line: print(line, file=sys.stderr), device=device)
     print(f"numpycnn serve: {server.url} (models: {', '.join(server.app.models)}; Ctrl-C to stop)", flush=True)
     if not server.loopback_only:
         print("numpycnn serve: note: listening beyond this machine; anyone who can reach it can use the page.")
