@@ -396,10 +396,7 @@ class Trainer:
                     np.take(y, index, out=yb)
                 if augment is not None:
                     xb = augment(xb, self.augment_rng)
-                if self.dist is None:
-                    xb, yb = to_model(self.model, batches.standardise(xb)), to_model(self.model, yb)
-                else:
-                    xb = batches.standardise(xb)
+                xb, yb = to_model(self.model, batches.standardise(xb)), to_model(self.model, yb)
                 value, hits = self.train_step(xb, yb, step, len(parts), size)
                 total, correct = total + value * size, correct + hits
                 self._after_batch(bar, step, size, total, correct, part.stop, value, hits)
