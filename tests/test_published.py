@@ -22,7 +22,7 @@ TWO_SEED_RUNS = [(row, seed) for row in results.ROWS if len(row.seeds) > 1 for s
 
 def test_the_two_seed_rows_are_those_the_gitignore_publishes():
     assert {row.name for row, _ in TWO_SEED_RUNS} == {"original", "seed-tuned", "seed-smoothing", "deep-long",
-                                                       "deep-fashion-long"}
+                                                       "deep-fashion-long", "deep-fashion-30"}
     published = (RESULTS.parent / ".gitignore").read_text()
     for row, seed in TWO_SEED_RUNS:
         assert f"!results/{row.folder(seed)}/model.safetensors\n" in published, row.folder(seed)
