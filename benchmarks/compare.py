@@ -259,6 +259,20 @@ def vectorisation_gain(rounds: int) -> dict[str, float]:
 
 
 # -- report ----------------------------------------------------------------------------------------------------
+def throughput_rows(quick: bool, rounds: int, device: str, targets: tuple[float | None, ...]) -> list[str]:
+    """The three throughput rows of the table (original network training and inference, ``deep_cnn`` training)
+    on ``device``, each against its target (``None``: no target yet)."""
+    seed_train = compare_training(models.seed_cnn, 64, 40 if quick else 200, rounds, lr=0.1, device=device)
+    seed_infer = compare_inference(models.seed_cnn, 1000, 3 if quick else 10, rounds, device=device)
+    deep_train = compare_training(models.deep_cnn, 128, 3 if quick else 12, rounds, lr=1e-3, adam=True,
+                                  device=device)
+    return [
+        ratio_row("original network, training, batch 64 (SGD)", seed_train, "img/s", targets[0]),
+        ratio_row("original network, inference, batch 1000", seed_infer, "img/s", targets[1]),
+        ratio_row("deep_cnn, training, batch 128 (Adam)", deep_train, "img/s", targets[2]),
+    ]
+
+
 def ratio_row(name: str, figures: dict[str, float], unit: str, target: float | None) -> str:
     ours = figures["numpycnn"]
     theirs = figures.get("pytorch")
@@ -288,9 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     if torch is not None:
         torch.set_num_threads(threads)
 
-    seed_train = compare_training(models.seed_cnn, 64, 40 if args.quick else 200, rounds, lr=0.1)
-    seed_infer = compare_inference(models.seed_cnn, 1000, 3 if args.quick else 10, rounds)
-    deep_train = compare_training(models.deep_cnn, 128, 3 if args.quick else 12, rounds, lr=1e-3, adam=True)
+    rows = throughput_rows(args.quick, rounds, "cpu", targets=(2.0, 1.0, 1.0))
     gain = vectorisation_gain(1 if args.quick else 3)
 
     torch_version = torch.__version__ if torch is not None else "not installed"
@@ -301,9 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| measurement | numpycnn | PyTorch (CPU) | ratio | target |",
         "|---|---|---|---|---|",
-        ratio_row("original network, training, batch 64 (SGD)", seed_train, "img/s", 2.0),
-        ratio_row("original network, inference, batch 1000", seed_infer, "img/s", 1.0),
-        ratio_row("deep_cnn, training, batch 128 (Adam)", deep_train, "img/s", 1.0),
+        *rows,
     ]
     eval_mib = evaluation_memory()
     eval_ok = "met" if eval_mib < 500 else f"missed by {eval_mib - 500:.0f} MiB"
@@ -339,10 +349,7 @@ def gpu_main(args: argparse.Namespace, rounds: int) -> int:
     except DeviceError as err:  # without CuPy or a GPU: one line that says what to install
         print(f"compare --device cuda: {err}", file=sys.stderr)
         return 2
-    seed_train = compare_training(models.seed_cnn, 64, 40 if args.quick else 200, rounds, lr=0.1, device="cuda")
-    seed_infer = compare_inference(models.seed_cnn, 1000, 3 if args.quick else 10, rounds, device="cuda")
-    deep_train = compare_training(models.deep_cnn, 128, 3 if args.quick else 12, rounds, lr=1e-3, adam=True,
-                                  device="cuda")
+    rows = throughput_rows(args.quick, rounds, "cuda", targets=(None, None, None))
     torch_version = torch.__version__ if torch is not None else "not installed"
     lines = [
         f"Device: CUDA; Python {platform.python_version()}, NumPy {np.__version__}, "
@@ -351,9 +358,7 @@ def gpu_main(args: argparse.Namespace, rounds: int) -> int:
         "",
         "| measurement | numpycnn (CuPy) | PyTorch (CUDA) | ratio | target |",
         "|---|---|---|---|---|",
-        ratio_row("original network, training, batch 64 (SGD)", seed_train, "img/s", None),
-        ratio_row("original network, inference, batch 1000", seed_infer, "img/s", None),
-        ratio_row("deep_cnn, training, batch 128 (Adam)", deep_train, "img/s", None),
+        *rows,
     ]
     table = "\n".join(lines)
     print(table)
