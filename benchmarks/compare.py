@@ -32,11 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from numpycnn import backend, datasets, models, reference
+from numpycnn import datasets, models, reference
+from numpycnn.core import backend
 from numpycnn.errors import DeviceError
 from numpycnn.functional import conv as fast_conv
 from numpycnn.functional import pool as fast_pool
-from numpycnn.losses import CrossEntropyLoss
+from numpycnn.layers.losses import CrossEntropyLoss
 from numpycnn.optim import SGD, Adam
 
 try:
@@ -213,7 +214,8 @@ def full_experiment() -> dict[str, float]:
 
 _EVALUATE_AND_REPORT_PEAK = """
 import re
-from numpycnn import datasets, models
+from numpycnn import datasets
+from numpycnn import models
 model = models.deep_cnn(seed=0)
 print(model.evaluate(*datasets.load("mnist", "test")))
 print("peak-kib", re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.compare import alternate, mnist_batches, numpy_train_loop, torch, torch_runs_on, torch_train_loop
-from numpycnn import backend, models
+from numpycnn import models
+from numpycnn.core import backend
 from numpycnn.errors import DeviceError
 
 ROOT = Path(__file__).resolve().parents[1]

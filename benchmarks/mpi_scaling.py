@@ -47,7 +47,7 @@ def worker(model_name: str, batch: int, steps: int, distributed: bool) -> dict:
     import numpy as np
 
     from numpycnn import datasets
-    from numpycnn.models import build_model
+    from numpycnn.model.zoo import build_model
     from numpycnn.optim import SGD
 
     images, labels = datasets.load("mnist", "train")
@@ -55,7 +55,7 @@ def worker(model_name: str, batch: int, steps: int, distributed: bool) -> dict:
     model = build_model(model_name, seed=0)
     dist = False
     if distributed:
-        from numpycnn.distributed import DataParallel
+        from numpycnn.training.distributed import DataParallel
 
         dist = DataParallel()
     fit = dict(epochs=1, batch_size=batch, optimizer=SGD(lr=0.01), rng=0, verbose=0, distributed=dist)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import backend
+from numpycnn.core import backend
 
 
 def to_torch(model: Any, copy_weights: bool = True) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.lib.mixins
 
-from numpycnn import backend
+from numpycnn.core import backend
 
 DEVICE = "standin"
 
@@ -30,7 +30,7 @@ def _unwrap(value: Any) -> Any:
         return value._a
     if isinstance(value, np.ndarray) and value.ndim > 0:
         raise TypeError(f"standin: a NumPy array of shape {value.shape} was mixed with device arrays. Move it with "
-                        "numpycnn.backend.to_device first (CuPy raises here too).")
+                        "numpycnn.core.backend.to_device first (CuPy raises here too).")
     if isinstance(value, (list, tuple)):
         return type(value)(_unwrap(v) for v in value)
     if isinstance(value, dict):
@@ -196,6 +196,6 @@ def to_host(a: StandinArray) -> np.ndarray:
 
 
 def register() -> str:
-    """Register the ``"standin"`` device with :func:`numpycnn.backend.register_device`; returns its name."""
+    """Register the ``"standin"`` device with :func:`numpycnn.core.backend.register_device`; returns its name."""
     backend.register_device(DEVICE, lambda: standin, to_device, to_host)
     return DEVICE

@@ -20,10 +20,10 @@ import sys
 import numpy as np
 
 from numpycnn import TrainingError, datasets
-from numpycnn.callbacks import Callback
 from numpycnn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
-from numpycnn.model import Sequential
+from numpycnn.model.sequential import Sequential
 from numpycnn.optim import SGD, Adam
+from numpycnn.training.callbacks import Callback
 
 #: Global batch of 45 with 2 processes: shards of 22 and 23 images, so the gradient weighting is exercised.
 BATCH, IMAGES, EPOCHS = 45, 200, 2
@@ -96,7 +96,8 @@ def scenario_nan(out: str) -> None:
 
 
 def scenario_cli(out: str, mode: str, epoch: str, *argv: str) -> None:
-    from numpycnn import cli, training
+    from numpycnn import cli
+    from numpycnn.training import loop as training
 
     me = rank()
     log = open(os.path.join(out, f"writes-rank{me}.txt"), "a")  # noqa: SIM115 - open until the process ends

@@ -20,7 +20,7 @@ from numpycnn.layers import (
     Softmax,
     Tanh,
 )
-from numpycnn.model import Sequential
+from numpycnn.model.sequential import Sequential
 
 
 def activation(rng: np.random.Generator):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from numpycnn.gradcheck import gradcheck
 from numpycnn.layers import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from numpycnn.layers.gradcheck import gradcheck
 
 TOL = {np.float64: 1e-6, np.float32: 1e-4}
 SHAPES = [(1, 4), (3, 5), (2, 3, 4, 5), (1, 1, 2, 3)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numpycnn.augment import (
+from numpycnn.training.augment import (
     Compose,
     RandomHorizontalFlip,
     RandomRotation,
@@ -154,9 +154,9 @@ def test_errors_are_clear():
 def test_fit_with_augmentation_is_reproducible_and_differs_from_without():
     from numpycnn.datasets import load
     from numpycnn.layers import Dense, Flatten
-    from numpycnn.model import Sequential
+    from numpycnn.model.sequential import Sequential
     from numpycnn.optim import SGD
-    from numpycnn.training import fit
+    from numpycnn.training.loop import fit
 
     x, y = load("mnist", "train", download=False)
     x, y = x[:256], y[:256]

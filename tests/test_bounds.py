@@ -23,8 +23,8 @@ from PIL import Image
 from numpycnn import DataError, ModelFileError, TrainingError, datasets, io
 from numpycnn.cli import main
 from numpycnn.layers import Conv2D, Dense, GlobalAvgPool2D
-from numpycnn.model import Sequential
-from numpycnn.models import build_model
+from numpycnn.model.sequential import Sequential
+from numpycnn.model.zoo import build_model
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 CAP_MIB = 768
@@ -168,7 +168,7 @@ def test_a_loss_growing_by_orders_of_magnitude_stops_training():
 
 def test_non_finite_weights_stop_training():
     from numpycnn.optim import SGD
-    from numpycnn.training import Trainer
+    from numpycnn.training.loop import Trainer
 
     model = build_model("seed", seed=0)
     trainer = Trainer(model, SGD(lr=0.1), None, [], np.random.default_rng(0), 1, 0)
@@ -203,7 +203,7 @@ def header_only_png(path: Path, width: int, height: int) -> Path:
 def test_pictures_over_the_pixel_budget_are_refused_before_decoding(tmp_path, size):
     import warnings
 
-    from numpycnn.images import load_image
+    from numpycnn.datasets.images import load_image
 
     path = header_only_png(tmp_path / "huge.png", *size)
     start = time.perf_counter()

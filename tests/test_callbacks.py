@@ -8,23 +8,23 @@ import numpy as np
 import pytest
 
 from numpycnn import ModelFileError, TrainingError
-from numpycnn.augment import make_augment
-from numpycnn.callbacks import (
+from numpycnn.datasets import load
+from numpycnn.layers import BatchNorm1D, Dense, Dropout, Flatten, ReLU
+from numpycnn.model.io import load_model
+from numpycnn.model.sequential import Sequential
+from numpycnn.model.zoo import deep_cnn
+from numpycnn.optim import SGD, Adam
+from numpycnn.optim.schedules import StepLR
+from numpycnn.training.augment import make_augment
+from numpycnn.training.callbacks import (
     Callback,
     EarlyStopping,
     LearningRateScheduler,
     ModelCheckpoint,
     TrainingCheckpoint,
 )
-from numpycnn.datasets import load
-from numpycnn.io import load_model
-from numpycnn.layers import BatchNorm1D, Dense, Dropout, Flatten, ReLU
-from numpycnn.model import Sequential
-from numpycnn.models import deep_cnn
-from numpycnn.optim import SGD, Adam
-from numpycnn.resume import generator_from_state, generator_state
-from numpycnn.schedules import StepLR
-from numpycnn.training import fit
+from numpycnn.training.loop import fit
+from numpycnn.training.resume import generator_from_state, generator_state
 
 
 @cache
@@ -237,7 +237,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one_bit_for_bit(tm
 
 def test_resume_reaches_different_weights_without_the_generator_states(tmp_path, monkeypatch):
     """The check above can fail: resuming without restoring the shuffle generator changes the result."""
-    import numpycnn.resume as resume
+    import numpycnn.training.resume as resume
 
     straight, _, _ = resumable_run(tmp_path / "a.safetensors")
     with pytest.raises(KeyboardInterrupt):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from numpycnn import datasets
 from numpycnn.cli import main
-from numpycnn.io import load_model
+from numpycnn.model.io import load_model
 
 LIMIT = "600"
 PLOTS = ("curves.png", "confusion_matrix.png", "filters.png", "feature_maps.png", "misclassified.png")
@@ -92,7 +92,7 @@ def test_evaluate(run, capsys):
 
 
 def test_predict_json_gives_one_object_per_image(run, drawn, capsys):
-    from numpycnn.images import load_image
+    from numpycnn.datasets.images import load_image
 
     paths, _ = drawn
     assert main(["predict", str(run / "model.safetensors"), *paths, "--json"]) == 0
@@ -147,8 +147,8 @@ def test_profile_a_named_model_and_a_file(run, capsys):
 
 
 def test_profile_model_rows():
-    from numpycnn.models import build_model
-    from numpycnn.profiling import format_profile, profile_model
+    from numpycnn.cli.profiling import format_profile, profile_model
+    from numpycnn.model.zoo import build_model
 
     model = build_model("lenet5", seed=0)
     before = [p.copy() for p in model.parameters()]
@@ -184,7 +184,7 @@ def test_truncated_model_file_is_one_line(run, tmp_path, capsys):
 
 
 def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
-    from numpycnn import training
+    from numpycnn.training import loop as training
 
     common = ["train", "--limit", "300", "--epochs", "2", "--no-plots", "--quiet"]
     assert main([*common, "--out", str(tmp_path / "whole")]) == 0

@@ -8,8 +8,8 @@ import pytest
 from numpycnn import reference
 from numpycnn.functional import conv as conv_module
 from numpycnn.functional.conv import Workspace, conv2d_backward, conv2d_forward
-from numpycnn.gradcheck import gradcheck
 from numpycnn.layers import Conv2D
+from numpycnn.layers.gradcheck import gradcheck
 
 #: (N, C_in, H, W, C_out, kernel_size, stride, padding): stride 1 and 2, padding 0/1/2, non-square inputs and
 #: kernels, odd sizes, one and several channels, batch of one, a kernel as large as the padded input

@@ -13,8 +13,8 @@ import hashlib
 import numpy as np
 import pytest
 
+from numpycnn.cli.data_commands import add_data_parser, run_data
 from numpycnn.datasets import cache, registry
-from numpycnn.datasets.commands import add_data_parser, run_data
 from numpycnn.datasets.idx import write_idx
 
 NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

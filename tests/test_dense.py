@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from numpycnn.gradcheck import gradcheck
 from numpycnn.layers import Dense
+from numpycnn.layers.gradcheck import gradcheck
 
 TOL = {np.float64: 1e-6, np.float32: 1e-4}
 

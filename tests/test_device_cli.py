@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from numpycnn.cli import main
-from numpycnn.io import read_checkpoint_state
-from numpycnn.models import seed_cnn
+from numpycnn.model.io import read_checkpoint_state
+from numpycnn.model.zoo import seed_cnn
 
 COMMON = ["train", "--limit", "300", "--epochs", "2", "--no-plots", "--quiet"]
 
@@ -52,7 +52,7 @@ def test_the_other_commands_on_cuda_without_cupy_say_so(tmp_path, capsys, no_cup
 
 
 def test_a_run_continues_on_another_device_and_old_configs_still_resume(tmp_path, capsys, monkeypatch, no_cupy):
-    from numpycnn import training
+    from numpycnn.training import loop as training
 
     out = tmp_path / "cut"
     original, calls = training.Trainer.train_step, {"n": 0}

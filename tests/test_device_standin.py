@@ -10,13 +10,13 @@ import fake_device
 import numpy as np
 import pytest
 
-from numpycnn import backend
+from numpycnn.core import backend
 from numpycnn.errors import DeviceError
-from numpycnn.io import load_checkpoint, load_model, save_checkpoint
 from numpycnn.layers import Conv2D, Dense, Flatten, ReLU
-from numpycnn.losses import CrossEntropyLoss, MSELoss
-from numpycnn.model import Sequential
-from numpycnn.models import deep_cnn, seed_cnn
+from numpycnn.layers.losses import CrossEntropyLoss, MSELoss
+from numpycnn.model.io import load_checkpoint, load_model, save_checkpoint
+from numpycnn.model.sequential import Sequential
+from numpycnn.model.zoo import deep_cnn, seed_cnn
 from numpycnn.optim import SGD, Adam
 
 DEVICE = fake_device.register()
@@ -108,7 +108,7 @@ def test_distributed_training_refuses_a_model_off_the_cpu():
 
 
 def test_importing_numpycnn_never_imports_cupy():
-    code = "import sys, numpycnn, numpycnn.models, numpycnn.io, numpycnn.cli; print('cupy' in sys.modules)"
+    code = "import sys, numpycnn, numpycnn.model.zoo, numpycnn.model.io, numpycnn.cli; print('cupy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
 
@@ -146,7 +146,7 @@ def test_to_moves_parameters_gradients_and_buffers_and_back():
 def test_a_host_batch_for_a_model_on_the_device_is_refused_with_the_fix():
     model = seed_cnn().to(DEVICE)
     with pytest.raises(TypeError, match=r"Sequential.forward: `x` must be an array on the model's device 'standin'. "
-                                        r"Got an array on 'cpu'. Move it with numpycnn.backend.to_device"):
+                                        r"Got an array on 'cpu'. Move it with numpycnn.core.backend.to_device"):
         model(np.zeros((1, 1, 28, 28), np.float32))
     with pytest.raises(TypeError, match="must be an array on the model's device 'cpu'. Got an array on 'standin'"):
         seed_cnn()(on_device(np.zeros((1, 1, 28, 28), np.float32)))

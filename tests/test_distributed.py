@@ -19,9 +19,9 @@ import mpi_worker
 import numpy as np
 import pytest
 
-from numpycnn import _launch
 from numpycnn.cli import main
-from numpycnn.io import load_checkpoint, load_model
+from numpycnn.core import launch as _launch
+from numpycnn.model.io import load_checkpoint, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("mpi_worker.py")
@@ -59,7 +59,7 @@ def worker(*args: str, **kwargs) -> tuple[subprocess.CompletedProcess, float]:
 
 def wait_for_the_lock_holder_to_end(out: Path, seconds: float = 10) -> None:
     """``mpiexec`` may return a moment before the process it killed is gone; a live holder's lock is respected."""
-    from numpycnn.runs import _alive
+    from numpycnn.cli.runs import _alive
 
     lock = out / ".lock"
     if not lock.exists():
@@ -156,7 +156,7 @@ def test_a_failing_rank_ends_the_job_and_resume_reaches_the_uninterrupted_weight
         assert ("numpycnn train: error on process 1 of 2: ValueError: injected failure on rank 1. Stopping all 2 "
                 "processes (MPI_Abort)") in done.stderr
     assert not (out / "model.safetensors").exists()
-    from numpycnn.models import build_model
+    from numpycnn.model.zoo import build_model
     from numpycnn.optim import SGD
 
     state = load_checkpoint(out / "checkpoint.safetensors", build_model("seed", seed=0), SGD(lr=0.1))
@@ -173,7 +173,7 @@ def test_a_failing_rank_ends_the_job_and_resume_reaches_the_uninterrupted_weight
 
 # -- without MPI -----------------------------------------------------------------------------------------
 def test_import_numpycnn_does_not_import_mpi4py():
-    code = ("import sys, numpycnn, numpycnn.training, numpycnn.cli, numpycnn.distributed; "
+    code = ("import sys, numpycnn, numpycnn.training.loop, numpycnn.cli, numpycnn.training.distributed; "
             "print('mpi4py' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
@@ -219,7 +219,7 @@ class FakeRank:
     """The batch arithmetic of DataParallel, without a communicator."""
 
     def __init__(self, rank: int, size: int) -> None:
-        from numpycnn.distributed import DataParallel
+        from numpycnn.training.distributed import DataParallel
 
         self.dp = object.__new__(DataParallel)
         self.dp.rank, self.dp.size = rank, size

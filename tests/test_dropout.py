@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from numpycnn.gradcheck import gradcheck
 from numpycnn.layers import Dense, Dropout, ReLU
-from numpycnn.model import Sequential
+from numpycnn.layers.gradcheck import gradcheck
+from numpycnn.model.sequential import Sequential
 
 
 def test_same_seed_same_mask_and_backward_uses_it():

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from numpycnn._files import atomic_write
+from numpycnn.core.files import atomic_write
 
 
 def test_writes_text_and_bytes_with_the_umask_permissions(tmp_path):

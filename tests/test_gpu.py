@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from test_layer_contract import DEVICE_CASES, check_on_device
 
-from numpycnn import backend
+from numpycnn.core import backend
 from numpycnn.errors import DeviceError
-from numpycnn.io import load_model
-from numpycnn.models import deep_cnn, seed_cnn
+from numpycnn.model.io import load_model
+from numpycnn.model.zoo import deep_cnn, seed_cnn
 from numpycnn.optim import SGD, Adam
 
 

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from numpycnn import datasets
+from numpycnn.datasets.images import load_image, preprocess, style_for
 from numpycnn.errors import DataError
-from numpycnn.images import load_image, preprocess, style_for
 
 N_DIGITS = 60
 
@@ -106,7 +106,7 @@ def rendered(digits, tmp_path_factory) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def model():
     """The seed network after one epoch of SGD with momentum on 5,000 MNIST training images (~90%)."""
-    from numpycnn.models import build_model
+    from numpycnn.model.zoo import build_model
     from numpycnn.optim import SGD
 
     images, labels = datasets.load("mnist", "train")

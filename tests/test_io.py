@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from numpycnn import ModelFileError
-from numpycnn.io import (
+from numpycnn.layers import BatchNorm1D, Dense, Dropout, Flatten, ReLU
+from numpycnn.model.io import (
     load_checkpoint,
     load_model,
     load_state_dict_file,
@@ -21,8 +22,7 @@ from numpycnn.io import (
     save_model,
     save_state_dict_file,
 )
-from numpycnn.layers import BatchNorm1D, Dense, Dropout, Flatten, ReLU
-from numpycnn.model import Sequential
+from numpycnn.model.sequential import Sequential
 from numpycnn.optim import SGD, Adam
 
 
@@ -451,9 +451,9 @@ def test_failure_while_writing_tensors_leaves_no_file(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self.f.close()
 
-    import numpycnn._files
+    import numpycnn.core.files
 
-    monkeypatch.setattr(numpycnn._files, "open", lambda name, mode: DiskFills(real_open(name, mode)), raising=False)
+    monkeypatch.setattr(numpycnn.core.files, "open", lambda name, mode: DiskFills(real_open(name, mode)), raising=False)
     with pytest.raises(OSError, match="No space left"):
         save_model(_mlp(), tmp_path / "m.safetensors")
     monkeypatch.undo()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import numpycnn.layers  # noqa: F401  (fills the registry)
-from numpycnn.backend import device_of, to_device, to_host
-from numpycnn.gradcheck import gradcheck
+from numpycnn.core.backend import device_of, to_device, to_host
 from numpycnn.layers import LAYER_REGISTRY
+from numpycnn.layers.gradcheck import gradcheck
 
 #: The NumPy-backed stand-in for a GPU (tests/fake_device.py); tests/test_gpu.py runs the same check on "cuda".
 STANDIN = fake_device.register()

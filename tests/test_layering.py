@@ -12,31 +12,28 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-#: The tiers of docs/design.md, lowest first. A module is placed by its longest listed prefix.
+#: The tiers of docs/design.md, lowest first: each is a set of top-level entries of src/numpycnn (a folder or a
+#: module), and every module inside a folder is in that folder's tier.
 TIERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("numpycnn.errors", "numpycnn._checks", "numpycnn._files", "numpycnn._launch", "numpycnn.init",
-                    "numpycnn.backend", "numpycnn.functional")),
-    ("data", ("numpycnn.datasets", "numpycnn.images", "numpycnn.augment", "numpycnn.schedules", "numpycnn.runs",
-              "numpycnn.profiling")),
-    ("layers", ("numpycnn.layers", "numpycnn.losses", "numpycnn.gradcheck", "numpycnn.plan", "numpycnn.reference")),
-    ("training", ("numpycnn._modelfile", "numpycnn.callbacks", "numpycnn.resume", "numpycnn.distributed",
-                  "numpycnn.training")),
+    ("foundation", ("numpycnn.errors", "numpycnn.core", "numpycnn.functional")),
+    ("data", ("numpycnn.datasets",)),
+    ("layers", ("numpycnn.layers",)),
+    ("optimisers", ("numpycnn.optim",)),
+    ("model files", ("numpycnn.files",)),
+    ("training", ("numpycnn.training",)),
     ("model", ("numpycnn.model",)),
-    ("above the model", ("numpycnn.io", "numpycnn.optim", "numpycnn.models", "numpycnn.interchange",
-                         "numpycnn.pretrained")),
-    ("applications", ("numpycnn._commands", "numpycnn.train_distributed", "numpycnn.train_command",
-                      "numpycnn.plots", "numpycnn.web", "numpycnn.interchange.commands",
-                      "numpycnn.datasets.commands", "numpycnn.cli", "numpycnn.__main__")),
+    ("above the model", ("numpycnn.interchange", "numpycnn.pretrained")),
+    ("applications", ("numpycnn.cli", "numpycnn.web", "numpycnn.__main__")),
 ]
 
 #: The only modules that import parts of the project inside functions, and why. Each such import must still
 #: point down the tiers (checked below): it defers loading, it does not dodge a cycle.
 LAZY_IMPORTERS = {
     "numpycnn.cli": "each subcommand imports what it runs, so `numpycnn --help` and `numpycnn data` start fast",
-    "numpycnn.train_command": "imported by cli at start; loads data, models and plots only for `train`",
-    "numpycnn.train_distributed": "loads numpycnn.distributed (and mpi4py) only for a --distributed run",
-    "numpycnn.interchange.commands": "the ONNX converters need the optional onnx package",
-    "numpycnn._commands": "imported by cli at start; loads the model stack only to read a MODEL argument",
+    "numpycnn.cli.train": "imported by cli at start; loads data, models and plots only for `train`",
+    "numpycnn.cli.train_distributed": "loads numpycnn.training.distributed (and mpi4py) only for a --distributed run",
+    "numpycnn.cli.onnx_commands": "the ONNX converters need the optional onnx package",
+    "numpycnn.cli.common": "imported by cli at start; loads the model stack only to read a MODEL argument",
     "numpycnn.pretrained": "listing the catalogue does not load the model stack",
     "numpycnn.web.server": "loads a model only when the server starts",
 }
@@ -102,6 +99,32 @@ def test_every_module_has_a_tier(module):
     tier(module)
 
 
+def test_the_top_level_is_the_tiers():
+    """``ls src/numpycnn`` reads like docs/design.md: the tier entries, the package's ``__init__`` and nothing else;
+    at most 16 entries, each with a docstring that says what it holds."""
+    entries = {path.name for path in (SRC / "numpycnn").iterdir() if not path.name.startswith((".", "__pycache__"))}
+    listed = {prefix.split(".")[1] + ("" if (SRC / "numpycnn" / prefix.split(".")[1]).is_dir() else ".py")
+              for _, prefixes in TIERS for prefix in prefixes}
+    assert entries == listed | {"__init__.py"}
+    assert len(entries) <= 16
+    for name in entries:
+        path = SRC / "numpycnn" / name
+        path = path if path.is_file() else path / "__init__.py"
+        assert ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))), name
+
+
+def test_the_public_paths_are_the_modules_they_name():
+    """``numpycnn.losses`` and the other short paths the docs teach are the tier modules themselves."""
+    import importlib
+
+    import numpycnn
+
+    for short, real in numpycnn.PUBLIC_MODULES.items():
+        assert importlib.import_module(short) is importlib.import_module(real), short
+        assert importlib.import_module(real).__spec__.name == real, real
+        assert short not in MODULES, f"{short} is both a file and a public path"
+
+
 def test_imports_point_down_the_tiers():
     upward = [f"{module}:{line} imports {name} ({TIERS[tier(module)][0]} -> {TIERS[tier(name)][0]})"
               for module, edges in GRAPH.items() if module != ROOT
@@ -133,38 +156,37 @@ def test_the_imports_form_no_cycle():
         walk(module, ())
 
 
-def test_functional_imports_nothing_of_the_project_but_the_backend():
-    """The math imports NumPy and takes its array module from ``numpycnn.backend``, which imports only the
-    project's exceptions."""
+def test_functional_imports_nothing_of_the_project_but_the_core():
+    """The math imports NumPy and takes its array module from ``numpycnn.core.backend`` (the loop reference also
+    reads its pairs with ``core.checks``), and the core imports only the project's exceptions."""
     assert not [(m, e) for m, e in GRAPH.items() if m.startswith("numpycnn.functional.") and any(
-        not name.startswith(("numpycnn.functional", "numpycnn.backend")) for name, _, _ in e)]
-    assert {name for name, _, _ in GRAPH["numpycnn.backend"]} == {"numpycnn.errors"}
+        not name.startswith(("numpycnn.functional", "numpycnn.core")) for name, _, _ in e)]
+    assert {name for name, _, _ in GRAPH["numpycnn.core.backend"]} == {"numpycnn.errors"}
 
 
 def test_model_training_and_files_keep_their_order():
     """The cycle this rule replaced: model -> training -> callbacks -> io -> model."""
-    below_model = ("numpycnn.training", "numpycnn.callbacks", "numpycnn.resume", "numpycnn.distributed",
-                   "numpycnn._modelfile")
+    below_model = [module for module in MODULES if module.startswith(("numpycnn.training", "numpycnn.files"))]
     for module in below_model:
-        assert "numpycnn.model" not in {name for name, _, _ in GRAPH[module]}, module
-        assert "numpycnn.io" not in {name for name, _, _ in GRAPH[module]}, module
+        assert "numpycnn.model.sequential" not in {name for name, _, _ in GRAPH[module]}, module
+        assert "numpycnn.model.io" not in {name for name, _, _ in GRAPH[module]}, module
 
 
 def test_one_pair_helper_outside_functional():
-    """``_checks.int_pair`` reads a size or pair, ``_checks.pair_config`` writes one; ``functional/`` keeps its
-    own because it imports nothing of the project."""
+    """``core.checks.int_pair`` reads a size or pair, ``core.checks.pair_config`` writes one; the fast paths of
+    ``functional/`` keep their own because they import nothing of the project but the backend."""
     helpers = [f"{module}.{node.name}" for module, path in MODULES.items()
                if not module.startswith("numpycnn.functional")
                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "pair" in node.name.lower()]
-    assert sorted(helpers) == ["numpycnn._checks.int_pair", "numpycnn._checks.pair_config"]
+    assert sorted(helpers) == ["numpycnn.core.checks.int_pair", "numpycnn.core.checks.pair_config"]
 
 
 def test_layer_errors_use_the_one_template():
-    """``_checks.fail``'s "{owner}: `{arg}` must be ... Got ..." rather than "expected ..., got ..."."""
+    """``core.checks.fail``'s "{owner}: `{arg}` must be ... Got ..." rather than "expected ..., got ..."."""
     stray = [f"{module}:{node.lineno}" for module, path in MODULES.items()
              if module.startswith("numpycnn.layers")
-             or module in ("numpycnn._checks", "numpycnn.model", "numpycnn.losses")
+             or module in ("numpycnn.core.checks", "numpycnn.model.sequential", "numpycnn.layers.losses")
              for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
              if isinstance(node, ast.Constant) and isinstance(node.value, str) and ", got " in node.value]
     assert not stray

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from numpycnn import ModelFileError, Sequential, load_model, models
-from numpycnn.gradcheck import THRESHOLD, gradcheck
 from numpycnn.layers import LAYER_REGISTRY, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU
+from numpycnn.layers.gradcheck import THRESHOLD, gradcheck
 
 BuiltinReLU = ReLU
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from numpycnn.losses import CrossEntropyLoss, MSELoss
+from numpycnn.layers.losses import CrossEntropyLoss, MSELoss
 
 TOL = {np.float64: 1e-6, np.float32: 1e-4}
 

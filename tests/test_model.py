@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from numpycnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sigmoid
-from numpycnn.model import Sequential, iter_parameters
-from numpycnn.plan import BatchNormReLU, LayerStep, ReLUMaxPool2D
+from numpycnn.model.plan import BatchNormReLU, LayerStep, ReLUMaxPool2D
+from numpycnn.model.sequential import Sequential, iter_parameters
 
 
 def layer_by_layer_pass(model: Sequential, x: np.ndarray, dy: np.ndarray, training: bool = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numpycnn.models import MODELS, build_model, deep_cnn, forward_flops, lenet5, seed_cnn
+from numpycnn.model.zoo import MODELS, build_model, deep_cnn, forward_flops, lenet5, seed_cnn
 
 
 @pytest.mark.parametrize("name, kwargs, input_shape, classes", [
@@ -94,7 +94,7 @@ def test_builders_check_their_arguments(builder, kwargs, match):
 
 
 def test_deep_cnn_trains_a_step_with_batch_norm_and_dropout():
-    from numpycnn.losses import CrossEntropyLoss
+    from numpycnn.layers.losses import CrossEntropyLoss
     from numpycnn.optim import SGD
 
     model = deep_cnn(widths=(4, 4, 8), hidden=16, seed=0)
@@ -112,7 +112,7 @@ def test_deep_cnn_trains_a_step_with_batch_norm_and_dropout():
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_models_round_trip_through_model_files(tmp_path, name):
-    from numpycnn.io import load_model
+    from numpycnn.model.io import load_model
 
     model = build_model(name, seed=1)
     model.save(tmp_path / "m.safetensors")

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpycnn.losses import CrossEntropyLoss
-from numpycnn.model import iter_parameters
-from numpycnn.models import build_model
+from numpycnn.layers.losses import CrossEntropyLoss
+from numpycnn.model.sequential import iter_parameters
+from numpycnn.model.zoo import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/torch_models.py builds the twin
 
 
 def _deep_without_dropout(**kwargs):
-    from numpycnn.models import deep_cnn
+    from numpycnn.model.zoo import deep_cnn
 
     return deep_cnn(dropout=0.0, **kwargs)
 

@@ -12,7 +12,7 @@ from onnx_helpers import run_onnx  # noqa: E402
 
 from numpycnn import datasets, models  # noqa: E402
 from numpycnn.cli import main  # noqa: E402
-from numpycnn.io import load_model  # noqa: E402
+from numpycnn.model.io import load_model  # noqa: E402
 
 
 @pytest.fixture()

@@ -17,7 +17,7 @@ from onnx_helpers import random_mix, run_onnx  # noqa: E402
 from numpycnn import datasets, models  # noqa: E402
 from numpycnn.interchange import IR_VERSION, OPSET, export_onnx, to_onnx  # noqa: E402
 from numpycnn.layers import Conv2D, Dense, Flatten, ReLU  # noqa: E402
-from numpycnn.model import Sequential  # noqa: E402
+from numpycnn.model.sequential import Sequential  # noqa: E402
 from numpycnn.optim import Adam  # noqa: E402
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}

@@ -15,7 +15,7 @@ from onnx_helpers import random_mix, run_onnx  # noqa: E402
 
 from numpycnn import ModelFileError, models  # noqa: E402
 from numpycnn.interchange import export_onnx, from_onnx, load_onnx, to_onnx  # noqa: E402
-from numpycnn.io import load_model  # noqa: E402
+from numpycnn.model.io import load_model  # noqa: E402
 
 
 def _same_model(a, b) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from numpycnn.layers.base import Layer
-from numpycnn.model import Sequential
+from numpycnn.model.sequential import Sequential
 from numpycnn.optim import SGD, Adam, AdamW, RMSProp
 
 SHAPES = {"weight": (4, 3, 3, 3), "bias": (4,)}

@@ -77,7 +77,7 @@ def test_misclassified_grid_and_empty_grid(tmp_path):
 
 
 def test_feature_maps_of_each_conv_block(tmp_path):
-    from numpycnn.models import build_model
+    from numpycnn.model.zoo import build_model
 
     model = build_model("lenet5", seed=0)
     image = np.random.default_rng(4).random((1, 28, 28)).astype(np.float32)
@@ -91,7 +91,7 @@ def test_feature_maps_of_each_conv_block(tmp_path):
 
 
 def test_feature_maps_match_the_forward_pass():
-    from numpycnn.models import build_model
+    from numpycnn.model.zoo import build_model
 
     model = build_model("seed", seed=0)
     image = np.random.default_rng(5).random((1, 28, 28)).astype(np.float32)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from numpycnn import reference
-from numpycnn.gradcheck import gradcheck
 from numpycnn.layers import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from numpycnn.layers.gradcheck import gradcheck
 
 #: (input shape, kernel_size, stride): non-overlapping (the fast path), sizes the window does not divide,
 #: overlapping and gapped windows, non-square windows and strides, batch of one, one and several channels

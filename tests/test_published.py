@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import results
 from numpycnn import datasets
-from numpycnn.io import load_model
+from numpycnn.model.io import load_model
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

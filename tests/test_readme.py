@@ -1,4 +1,5 @@
-"""The README's hand-written training step runs and prints the losses its comments state."""
+"""The README is a front door: its hand-written training step runs and prints the losses its comments state, its test
+command is the one CI runs, and it stays short and links every page in docs/."""
 
 from __future__ import annotations
 
@@ -31,3 +32,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
     ci_script = (README.parent / ".ci" / "run").read_text().splitlines()
     assert len(readme_commands) == 1
     assert readme_commands[0] in ci_script
+
+
+def test_the_readme_is_short_and_links_every_page_in_docs():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    linked = set(re.findall(r"\]\(docs/([^)#]+\.md)", text))
+    unlinked = {page.name for page in (README.parent / "docs").glob("*.md")} - linked
+    assert linked and not unlinked

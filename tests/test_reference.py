@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from numpycnn import reference
-from numpycnn.gradcheck import numeric_gradient
+from numpycnn.layers.gradcheck import numeric_gradient
 
 
 def test_conv_by_hand():

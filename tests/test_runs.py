@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpycnn import runs
-from numpycnn.cli import main
-from numpycnn.io import load_model, read_checkpoint_state
+from numpycnn.cli import main, runs
+from numpycnn.model.io import load_model, read_checkpoint_state
 
 QUICK = ["--limit", "200", "--epochs", "1", "--no-plots", "--quiet"]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -124,7 +123,7 @@ def test_the_default_folder_moves_to_a_fresh_name(tmp_path, monkeypatch, capsys)
 
 
 def test_overwrite_replaces_the_run_and_removes_its_checkpoint_first(copy_of, capsys, monkeypatch):
-    from numpycnn import training
+    from numpycnn.training import loop as training
 
     seen = {}
 
@@ -205,7 +204,7 @@ def test_two_processes_one_folder(tmp_path):
 
 # -- interruptions, leftovers, full disks, pipes ------------------------------------------------------------
 def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
-    from numpycnn import training
+    from numpycnn.training import loop as training
 
     common = ["train", "--limit", "300", "--epochs", "2", "--no-plots", "--quiet"]
     assert main([*common, "--out", str(tmp_path / "whole")]) == 0
@@ -257,7 +256,7 @@ def test_leftover_temporary_files_are_cleaned(copy_of, capsys):
 
 
 def test_a_full_disk_names_the_file_and_what_is_intact(tmp_path, capsys, monkeypatch):
-    from numpycnn import _files
+    from numpycnn.core import files as _files
 
     original, calls = _files.os.replace, {"n": 0}
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from numpycnn.schedules import CosineLR, StepLR
+from numpycnn.optim.schedules import CosineLR, StepLR
 
 
 def _torch_lrs(make_scheduler, base_lr: float, epochs: int) -> list[float]:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from numpycnn.gradcheck import gradcheck
 from numpycnn.layers import Flatten
+from numpycnn.layers.gradcheck import gradcheck
 
 
 @pytest.mark.parametrize("shape, expected", [

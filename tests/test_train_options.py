@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpycnn import training
-from numpycnn.augment import RandomHorizontalFlip, RandomRotation, RandomShift, parse_recipe
 from numpycnn.cli import main
-from numpycnn.io import read_checkpoint_state
-from numpycnn.losses import CrossEntropyLoss
+from numpycnn.layers.losses import CrossEntropyLoss
+from numpycnn.model.io import read_checkpoint_state
+from numpycnn.training import loop as training
+from numpycnn.training.augment import RandomHorizontalFlip, RandomRotation, RandomShift, parse_recipe
 
 QUICK = ["--limit", "200", "--epochs", "1", "--no-plots", "--quiet"]
 

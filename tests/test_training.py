@@ -11,9 +11,9 @@ from numpycnn import TrainingError
 from numpycnn.datasets import load
 from numpycnn.datasets.transforms import channel_stats, standardize, to_float
 from numpycnn.layers import BatchNorm1D, Dense, Dropout, Flatten, ReLU, Softmax
-from numpycnn.model import Sequential, iter_parameters
+from numpycnn.model.sequential import Sequential, iter_parameters
 from numpycnn.optim import SGD, Adam
-from numpycnn.training import HISTORY_KEYS, Batches, History, evaluate, fit, predict
+from numpycnn.training.loop import HISTORY_KEYS, Batches, History, evaluate, fit, predict
 
 
 @cache
@@ -38,7 +38,7 @@ def weights(model: Sequential) -> dict[str, np.ndarray]:
 
 # -- learning -----------------------------------------------------------------------------------------------
 def test_fit_seed_cnn_learns_in_one_epoch():
-    from numpycnn.models import seed_cnn
+    from numpycnn.model.zoo import seed_cnn
 
     x, y = mnist()
     x_test, y_test = mnist("test", 1000)
@@ -196,7 +196,7 @@ def test_exploding_learning_rate_raises_training_error():
 def test_nan_in_loss_is_caught_before_the_update():
     class NaNAtThirdBatch:
         def __init__(self):
-            from numpycnn.losses import CrossEntropyLoss
+            from numpycnn.layers.losses import CrossEntropyLoss
 
             self.inner, self.calls = CrossEntropyLoss(), 0
 
@@ -291,7 +291,7 @@ def test_verbose_prints_a_line_per_epoch(capsys, verbose, lines):
 
 
 def test_fit_leaves_the_callers_data_and_evaluate_leaves_the_model_alone():
-    from numpycnn.augment import make_augment
+    from numpycnn.training.augment import make_augment
 
     x, y = mnist(n=256)
     x_float = to_float(x)
@@ -310,7 +310,7 @@ def test_fit_leaves_the_callers_data_and_evaluate_leaves_the_model_alone():
 
 def test_backward_without_input_grad_gives_identical_parameter_gradients():
     """``fit`` calls ``backward(grad, input_grad=False)``: the first conv skips dx, the other gradients match."""
-    from numpycnn.models import deep_cnn, seed_cnn
+    from numpycnn.model.zoo import deep_cnn, seed_cnn
 
     x = np.random.default_rng(0).random((6, 1, 28, 28), dtype=np.float32)
     for build in (seed_cnn, deep_cnn, mlp):
@@ -328,8 +328,8 @@ def test_backward_without_input_grad_gives_identical_parameter_gradients():
 
 def test_evaluate_and_predict_bound_their_batches_and_keep_no_caches(monkeypatch):
     """Inference lowers the batch size to the activation budget and drops each layer's cache once it has run."""
-    from numpycnn import training
-    from numpycnn.models import deep_cnn
+    from numpycnn.model.zoo import deep_cnn
+    from numpycnn.training import loop as training
 
     model = deep_cnn(seed=0)
     per_image = 32 * 28 * 28 * 4  # the largest activation, bytes per image

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from numpycnn._files import atomic_write
+from numpycnn.core.files import atomic_write
 from numpycnn.datasets.registry import DatasetSpec, FileSpec
 from numpycnn.errors import DataError
 

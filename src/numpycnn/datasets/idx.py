@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from numpycnn._files import atomic_write
+from numpycnn.core.files import atomic_write
 from numpycnn.errors import DataError
 
 #: IDX type code -> big-endian dtype of the stored values.

@@ -2,7 +2,7 @@
 
 Each ``*_forward(x, ...)`` returns ``(y, cache)`` and each ``*_backward(dy, cache)`` returns ``dx``. Neither
 mutates its arguments; the output keeps the dtype of ``x`` and its array module (NumPy or CuPy, see
-:mod:`numpycnn.backend`).
+:mod:`numpycnn.core.backend`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn.backend import get_array_module
+from numpycnn.core.backend import get_array_module
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

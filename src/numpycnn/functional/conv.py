@@ -1,6 +1,6 @@
 """2-D convolution (cross-correlation, as in PyTorch) by im2col and matrix products, a few images at a time.
 
-The definition is the six-fold loop of :func:`numpycnn.reference.conv2d_forward`. The code computes the same
+The definition is the six-fold loop of :func:`numpycnn.functional.reference.conv2d_forward`. The code computes the same
 sums with one loop structure for the forward pass, the weight gradient and the input gradient:
 
 1. **Chunks.** The batch is cut into chunks of ``n`` images, ``n`` chosen so that one chunk's column matrix
@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from numpycnn.backend import get_array_module
+from numpycnn.core.backend import get_array_module
 
 
 class Workspace:

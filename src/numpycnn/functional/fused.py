@@ -4,7 +4,7 @@ NumPy runs every element-wise operation as one pass over memory, so what costs t
 pooling is the number of passes over activation-sized arrays, not the arithmetic. A fused operation computes
 the composition of two layers with fewer forward passes and fewer stored arrays. Each one's docstring says
 why it is exact and what it saves, as measured; the tests hold each one equal to the composition of the
-unfused functions (forward and every gradient) and to PyTorch. :class:`numpycnn.plan.ExecutionPlan` decides
+unfused functions (forward and every gradient) and to PyTorch. :class:`numpycnn.model.plan.ExecutionPlan` decides
 where they run; ``Sequential.summary()`` and ``numpycnn profile`` show it.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn.backend import get_array_module
+from numpycnn.core.backend import get_array_module
 from numpycnn.functional.norm import _as_ncl, centred_batch_statistics
 from numpycnn.functional.pool import maxpool2d_backward, maxpool2d_forward
 

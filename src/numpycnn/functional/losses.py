@@ -1,6 +1,6 @@
 """Losses as stateless pairs: ``loss, cache = *_forward(...)`` and ``grad = *_backward(cache)``.
 
-The inputs are assumed valid (checked by :mod:`numpycnn.losses`); nothing here mutates them.
+The inputs are assumed valid (checked by :mod:`numpycnn.layers.losses`); nothing here mutates them.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn.backend import get_array_module
+from numpycnn.core.backend import get_array_module
 from numpycnn.functional.activations import log_softmax
 
 

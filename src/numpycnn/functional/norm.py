@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn.backend import get_array_module
+from numpycnn.core.backend import get_array_module
 
 
 def _as_ncl(x: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 ``to_onnx``/``export_onnx`` write a model's inference forward pass as an ONNX graph (opset
 :data:`OPSET`, IR version :data:`IR_VERSION`); ``from_onnx``/``load_onnx`` read a chain of the supported
-operators back into a :class:`~numpycnn.model.Sequential`, checking everything and executing nothing.
+operators back into a :class:`~numpycnn.model.sequential.Sequential`, checking everything and executing nothing.
 
 Examples
 --------

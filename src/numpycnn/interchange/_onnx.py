@@ -21,7 +21,7 @@ MIN_IMPORT_OPSET, MAX_IMPORT_OPSET = 9, 25
 #: The largest ONNX file read (protobuf itself cannot parse messages over 2 GiB); the biggest ready-made model
 #: is under 2 MB.
 MAX_FILE_BYTES = 1 << 30
-#: Largest tensor rank, as for safetensors headers in :mod:`numpycnn.io`.
+#: Largest tensor rank, as for safetensors headers in :mod:`numpycnn.model.io`.
 MAX_RANK = 16
 #: Largest input dimension accepted, as for ``input_shape`` in model files.
 MAX_INPUT_DIM = 1 << 24

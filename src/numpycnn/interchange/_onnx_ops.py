@@ -16,7 +16,6 @@ import numpy as np
 
 from numpycnn.errors import ModelFileError
 from numpycnn.interchange import _onnx as C
-from numpycnn.io import _MAX_CONFIG_INT
 from numpycnn.layers import (
     AvgPool2D,
     BatchNorm1D,
@@ -34,6 +33,7 @@ from numpycnn.layers import (
     Softmax,
     Tanh,
 )
+from numpycnn.model.io import _MAX_CONFIG_INT
 
 Converted = list[tuple[Layer, dict[str, np.ndarray]]]
 # ONNX TensorProto data types read here -> (NumPy dtype, the typed field holding the values without raw_data).

@@ -1,4 +1,4 @@
-"""A :class:`~numpycnn.model.Sequential` as an ONNX graph that computes ``model.forward(x, training=False)``.
+"""A :class:`~numpycnn.model.sequential.Sequential` as an ONNX graph that computes ``model.forward(x, training=False)``.
 
 Each layer becomes the ONNX operator of the same equation, its weights initializers named after the model's
 own tensors (``"0.weight"``, ``"1.running_mean"``):
@@ -23,7 +23,7 @@ Dropout            nothing: it is the identity at inference
 The input is ``input``, float32 ``(N, C, H, W)`` (or ``(N, features)``) with a symbolic batch size ``N``,
 scaled and normalised as in training. With ``bake_preprocessing=True`` the input is ``pixels``, raw uint8
 ``(N, C, H, W)``, and the graph first computes :math:`(x / 255 - \\mu_c) / \\sigma_c` exactly as
-:mod:`numpycnn.training` does (``Cast``, ``Mul``, ``Sub``, ``Div``). The output is ``output``. The metadata
+:mod:`numpycnn.training.loop` does (``Cast``, ``Mul``, ``Sub``, ``Div``). The output is ``output``. The metadata
 properties hold the class names, the normalisation, a sentence on the preprocessing and the numpycnn
 architecture (so that an import restores the dropout layers).
 
@@ -42,11 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import backend
-from numpycnn._files import atomic_write
-from numpycnn._modelfile import host_state_dict
+from numpycnn.core import backend
+from numpycnn.core.files import atomic_write
+from numpycnn.files.model_file import host_state_dict
 from numpycnn.interchange import _onnx as C
-from numpycnn.model import Sequential
+from numpycnn.model.sequential import Sequential
 
 INPUT, PIXELS, OUTPUT = "input", "pixels", "output"
 

@@ -31,9 +31,9 @@ import numpy as np
 from numpycnn.errors import ModelFileError
 from numpycnn.interchange import _onnx as C
 from numpycnn.interchange._onnx_ops import CONVERTERS, Context
-from numpycnn.io import _extras, _strict_json
 from numpycnn.layers import Dropout, Layer
-from numpycnn.model import Sequential
+from numpycnn.model.io import _extras, _strict_json
+from numpycnn.model.sequential import Sequential
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks
+from numpycnn.core import checks
 from numpycnn.functional import activations as F
 from numpycnn.layers.base import Layer
 
@@ -31,7 +31,7 @@ class ReLU(Layer):
     """
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        y, self.cache = F.relu_forward(_checks.as_float_array(self.name, x))
+        y, self.cache = F.relu_forward(checks.as_float_array(self.name, x))
         return y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -65,11 +65,11 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        self.negative_slope = _checks.real_in_range(
+        self.negative_slope = checks.real_in_range(
             "LeakyReLU", "negative_slope", negative_slope, 0.0, np.inf)
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        y, self.cache = F.leaky_relu_forward(_checks.as_float_array(self.name, x), self.negative_slope)
+        y, self.cache = F.leaky_relu_forward(checks.as_float_array(self.name, x), self.negative_slope)
         return y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -99,7 +99,7 @@ class Sigmoid(Layer):
     """
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        y, self.cache = F.sigmoid_forward(_checks.as_float_array(self.name, x))
+        y, self.cache = F.sigmoid_forward(checks.as_float_array(self.name, x))
         return y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -126,7 +126,7 @@ class Tanh(Layer):
     """
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        y, self.cache = F.tanh_forward(_checks.as_float_array(self.name, x))
+        y, self.cache = F.tanh_forward(checks.as_float_array(self.name, x))
         return y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -136,7 +136,7 @@ class Tanh(Layer):
 class Softmax(Layer):
     """Softmax over axis 1 (the classes or channels), as ``torch.nn.Softmax(dim=1)``.
 
-    For training a classifier, feed logits to :class:`numpycnn.losses.CrossEntropyLoss` instead: it is more
+    For training a classifier, feed logits to :class:`numpycnn.layers.losses.CrossEntropyLoss` instead: it is more
     stable and cheaper than ``Softmax`` followed by a log.
 
     Notes
@@ -159,9 +159,9 @@ class Softmax(Layer):
     """
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        x = _checks.as_float_array(self.name, x)
+        x = checks.as_float_array(self.name, x)
         if x.ndim < 2:
-            _checks.fail("Softmax", "x", "an array of at least 2 dimensions (N, K)", x,
+            checks.fail("Softmax", "x", "an array of at least 2 dimensions (N, K)", x,
                          "Use x[None] for a single sample.", got=f"shape {tuple(x.shape)}")
         y, self.cache = F.softmax_forward(x, axis=1)
         return y
@@ -171,5 +171,5 @@ class Softmax(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) < 1:
-            _checks.fail("Softmax", "input_shape", "a per-sample shape with at least 1 axis", tuple(input_shape))
+            checks.fail("Softmax", "input_shape", "a per-sample shape with at least 1 axis", tuple(input_shape))
         return tuple(input_shape)

@@ -15,7 +15,7 @@ A layer holds its parameters and the cache of its last forward pass; the math li
 - ``reset_parameters(rng, nonlinearity)`` (re)draws the parameters from a ``numpy.random.Generator``.
 - Layers that draw random numbers while running (``Dropout``) keep their generator in ``self.rng``.
 - ``to(device)`` moves ``params``, ``grads`` and ``buffers`` to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy); the math
-  takes its array module from its input, ``xp = numpycnn.backend.get_array_module(x)``, so one code path runs
+  takes its array module from its input, ``xp = numpycnn.core.backend.get_array_module(x)``, so one code path runs
   on both. A custom layer that creates arrays in ``forward``/``backward`` does the same to run on a GPU.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import backend
-from numpycnn._checks import fail
+from numpycnn.core import backend
+from numpycnn.core.checks import fail
 
 
 def _fail_name(owner: str, name: Any) -> None:
@@ -251,7 +251,7 @@ class Layer:
 
     def to(self, device: str) -> Layer:
         """Move parameters, gradients and buffers to ``device`` (``"cpu"``, ``"cuda"``, see
-        :mod:`numpycnn.backend`) and drop the cache; returns the layer. Arrays already there are kept."""
+        :mod:`numpycnn.core.backend`) and drop the cache; returns the layer. Arrays already there are kept."""
         for store in (self.params, self.grads, self.buffers):
             for key, value in store.items():
                 store[key] = backend.to_device(value, device)

@@ -6,25 +6,25 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks, backend
+from numpycnn.core import backend, checks
 from numpycnn.functional.conv import Workspace, conv2d_backward, conv2d_forward, conv2d_output_size
-from numpycnn.init import init_weight
 from numpycnn.layers.base import Layer
+from numpycnn.layers.init import init_weight
 
 
 def _resolve_padding(padding: Any, kernel_size: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
     """``padding`` as (p_h, p_w): ``"valid"`` is 0, ``"same"`` is (k - 1) / 2 for odd kernels and stride 1."""
     if not isinstance(padding, str):
-        return _checks.int_pair("Conv2D", "padding", padding, minimum=0)
+        return checks.int_pair("Conv2D", "padding", padding, minimum=0)
     if padding == "valid":
         return (0, 0)
     if padding != "same":
-        _checks.fail("Conv2D", "padding", "an integer, a pair of integers, 'same' or 'valid'", padding)
+        checks.fail("Conv2D", "padding", "an integer, a pair of integers, 'same' or 'valid'", padding)
     if stride != (1, 1):
-        _checks.fail("Conv2D", "padding", "an integer with stride > 1 ('same' keeps the size only at stride 1)",
+        checks.fail("Conv2D", "padding", "an integer with stride > 1 ('same' keeps the size only at stride 1)",
                      padding, hint=f"The stride is {stride}; give the padding as a number, e.g. padding=1.")
     if kernel_size[0] % 2 == 0 or kernel_size[1] % 2 == 0:
-        _checks.fail("Conv2D", "padding", "a number for an even kernel_size ('same' would need more zeros on "
+        checks.fail("Conv2D", "padding", "a number for an even kernel_size ('same' would need more zeros on "
                      "one side than the other, which PyTorch adds and numpycnn does not)", padding,
                      hint=f"Use an odd kernel_size, or padding=k//2 (the output grows by one). Got kernel_size "
                           f"{kernel_size}.")
@@ -110,21 +110,21 @@ class Conv2D(Layer):
         super().__init__()
         if out_channels is None or kernel_size is None:
             missing = "out_channels" if out_channels is None else "kernel_size"
-            _checks.fail("Conv2D", missing, "given", None, error=TypeError,
+            checks.fail("Conv2D", missing, "given", None, error=TypeError,
                          hint="Write Conv2D(in_channels, out_channels, kernel_size), or "
                               "Conv2D(out_channels=8, kernel_size=3) to infer in_channels.")
         self.in_channels = (None if in_channels is None
-                            else _checks.positive_int("Conv2D", "in_channels", in_channels))
-        self.out_channels = _checks.positive_int("Conv2D", "out_channels", out_channels)
-        self.kernel_size = _checks.int_pair("Conv2D", "kernel_size", kernel_size)
-        self.stride = _checks.int_pair("Conv2D", "stride", stride)
+                            else checks.positive_int("Conv2D", "in_channels", in_channels))
+        self.out_channels = checks.positive_int("Conv2D", "out_channels", out_channels)
+        self.kernel_size = checks.int_pair("Conv2D", "kernel_size", kernel_size)
+        self.stride = checks.int_pair("Conv2D", "stride", stride)
         self.padding = _resolve_padding(padding, self.kernel_size, self.stride)
         if not isinstance(bias, (bool, np.bool_)):
-            _checks.fail("Conv2D", "bias", "True or False", bias, error=TypeError)
+            checks.fail("Conv2D", "bias", "True or False", bias, error=TypeError)
         self.use_bias = bool(bias)
         if not self.use_bias:
             self.param_names = ("weight",)
-        self._dtype = _checks.float_dtype("Conv2D", dtype)
+        self._dtype = checks.float_dtype("Conv2D", dtype)
         self._init = (np.random.default_rng(rng), "relu")
         self.compute_input_grad = True
         self._workspace = Workspace()
@@ -133,7 +133,7 @@ class Conv2D(Layer):
 
     def build(self, in_channels: int) -> None:
         """Create the parameters for ``in_channels`` input channels (done by the constructor unless lazy)."""
-        self.in_channels = _checks.positive_int("Conv2D", "in_channels", in_channels)
+        self.in_channels = checks.positive_int("Conv2D", "in_channels", in_channels)
         self.add_param("weight", np.empty((self.out_channels, self.in_channels, *self.kernel_size), self._dtype))
         if self.use_bias:
             self.add_param("bias", np.empty(self.out_channels, dtype=self._dtype))
@@ -156,12 +156,12 @@ class Conv2D(Layer):
             self.params["bias"].fill(0)
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        x = _checks.as_float_array("Conv2D", x)
-        _checks.input_ndim("Conv2D", x, 4, "(N, C, H, W)")
+        x = checks.as_float_array("Conv2D", x)
+        checks.input_ndim("Conv2D", x, 4, "(N, C, H, W)")
         if not self.built:  # lazy: drawn on the host, then moved to the input's device
             self.build(x.shape[1])
             self.to(backend.device_of(x))
-        _checks.input_size("Conv2D", x, 1, self.in_channels, "input channels")
+        checks.input_size("Conv2D", x, 1, self.in_channels, "input channels")
         self._check_fits(x.shape[2:], x.shape)
         y, self.cache = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride,
                                        self.padding, workspace=self._workspace)
@@ -180,7 +180,7 @@ class Conv2D(Layer):
         return super().to(device)
 
     def astype(self, dtype: Any) -> Conv2D:
-        self._dtype = _checks.float_dtype("Conv2D", dtype)
+        self._dtype = checks.float_dtype("Conv2D", dtype)
         self._workspace.clear()
         return super().astype(dtype)
 
@@ -200,16 +200,16 @@ class Conv2D(Layer):
         return {
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
-            "kernel_size": _checks.pair_config(self.kernel_size),
-            "stride": _checks.pair_config(self.stride),
-            "padding": _checks.pair_config(self.padding),
+            "kernel_size": checks.pair_config(self.kernel_size),
+            "stride": checks.pair_config(self.stride),
+            "padding": checks.pair_config(self.padding),
             "bias": self.use_bias,
         }
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
-            _checks.fail("Conv2D", "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
+            checks.fail("Conv2D", "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
         if self.in_channels is not None and input_shape[0] != self.in_channels:
-            _checks.fail("Conv2D", "input_shape", f"a per-sample shape with {self.in_channels} input channels",
+            checks.fail("Conv2D", "input_shape", f"a per-sample shape with {self.in_channels} input channels",
                          tuple(input_shape))
         return (self.out_channels, *self._check_fits(input_shape[1:], input_shape))

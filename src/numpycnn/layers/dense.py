@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks, backend
+from numpycnn.core import backend, checks
 from numpycnn.functional.dense import dense_backward, dense_forward
-from numpycnn.init import init_weight
 from numpycnn.layers.base import Layer
+from numpycnn.layers.init import init_weight
 
 
 class Dense(Layer):
@@ -72,21 +72,21 @@ class Dense(Layer):
         if out_features is None:
             hint = (f"Dense({in_features}) gives only in_features. Write Dense({in_features}, OUT) or, to infer "
                     f"the input size, Dense(out_features={in_features})." if in_features is not None else "")
-            _checks.fail("Dense", "out_features", "given", out_features, hint=hint, error=TypeError)
+            checks.fail("Dense", "out_features", "given", out_features, hint=hint, error=TypeError)
         self.in_features = (None if in_features is None
-                            else _checks.positive_int("Dense", "in_features", in_features))
-        self.out_features = _checks.positive_int("Dense", "out_features", out_features)
+                            else checks.positive_int("Dense", "in_features", in_features))
+        self.out_features = checks.positive_int("Dense", "out_features", out_features)
         if not isinstance(bias, (bool, np.bool_)):
-            _checks.fail("Dense", "bias", "True or False", bias, error=TypeError)
+            checks.fail("Dense", "bias", "True or False", bias, error=TypeError)
         self.use_bias = bool(bias)
-        self._dtype = _checks.float_dtype("Dense", dtype)
+        self._dtype = checks.float_dtype("Dense", dtype)
         self._init = (np.random.default_rng(rng), "relu")
         if self.in_features is not None:
             self.build(self.in_features)
 
     def build(self, in_features: int) -> None:
         """Create the parameters for ``in_features`` inputs (done by the constructor unless it was lazy)."""
-        self.in_features = _checks.positive_int("Dense", "in_features", in_features)
+        self.in_features = checks.positive_int("Dense", "in_features", in_features)
         self.add_param("weight", np.empty((self.out_features, self.in_features), dtype=self._dtype))
         if self.use_bias:
             self.add_param("bias", np.empty(self.out_features, dtype=self._dtype))
@@ -108,12 +108,12 @@ class Dense(Layer):
             self.params["bias"].fill(0)
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        x = _checks.as_float_array("Dense", x)
-        _checks.input_ndim("Dense", x, 2, "(N, features)")
+        x = checks.as_float_array("Dense", x)
+        checks.input_ndim("Dense", x, 2, "(N, features)")
         if not self.built:  # lazy: drawn on the host, then moved to the input's device
             self.build(x.shape[1])
             self.to(backend.device_of(x))
-        _checks.input_size("Dense", x, 1, self.in_features, "input features")
+        checks.input_size("Dense", x, 1, self.in_features, "input features")
         z, self.cache = dense_forward(x, self.params["weight"], self.params.get("bias"))
         return z
 
@@ -126,7 +126,7 @@ class Dense(Layer):
         return dx
 
     def astype(self, dtype: Any) -> Dense:
-        self._dtype = _checks.float_dtype("Dense", dtype)
+        self._dtype = checks.float_dtype("Dense", dtype)
         return super().astype(dtype)
 
     def get_config(self) -> dict[str, Any]:
@@ -136,5 +136,5 @@ class Dense(Layer):
         expected = (self.in_features,) if self.in_features is not None else tuple(input_shape)[:1]
         if tuple(input_shape) != expected or len(input_shape) != 1:
             hint = "Put a Flatten() layer before it." if len(input_shape) > 1 else ""
-            _checks.fail("Dense", "input_shape", f"a per-sample shape ({self.in_features},)", tuple(input_shape), hint)
+            checks.fail("Dense", "input_shape", f"a per-sample shape ({self.in_features},)", tuple(input_shape), hint)
         return (self.out_features,)

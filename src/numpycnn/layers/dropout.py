@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks, backend
+from numpycnn.core import backend, checks
 from numpycnn.layers.base import Layer
 
 
@@ -38,7 +38,7 @@ class Dropout(Layer):
     ----------
     rng : numpy.random.Generator
         The mask generator; the same seed gives the same masks. Masks are drawn on the host with it and moved
-        to the input's device (:func:`numpycnn.backend.like`), so a seed gives the same masks on every device.
+        to the input's device (:func:`numpycnn.core.backend.like`), so a seed gives the same masks on every device.
 
     Raises
     ------
@@ -55,11 +55,11 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator | int | None = None) -> None:
         super().__init__()
-        self.p = _checks.real_in_range("Dropout", "p", p, 0.0, 1.0, high_inclusive=False)
+        self.p = checks.real_in_range("Dropout", "p", p, 0.0, 1.0, high_inclusive=False)
         self.rng = np.random.default_rng(rng)
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        x = _checks.as_float_array(self.name, x)
+        x = checks.as_float_array(self.name, x)
         if not training or self.p == 0.0:
             self.cache = (None,)  # identity: backward passes the gradient through
             return x

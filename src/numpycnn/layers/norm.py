@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from numpycnn import _checks
+from numpycnn.core import checks
 from numpycnn.functional import norm as F
 from numpycnn.layers.base import Layer
 
@@ -20,12 +20,12 @@ class _BatchNorm(Layer):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, *,
                  dtype: Any = np.float32) -> None:
         super().__init__()
-        self.num_features = _checks.positive_int(self.name, "num_features", num_features)
-        self.eps = _checks.real_in_range(self.name, "eps", eps, 0.0, np.inf, low_inclusive=False)
+        self.num_features = checks.positive_int(self.name, "num_features", num_features)
+        self.eps = checks.real_in_range(self.name, "eps", eps, 0.0, np.inf, low_inclusive=False)
         if momentum is not None:
-            momentum = _checks.real_in_range(self.name, "momentum", momentum, 0.0, 1.0)
+            momentum = checks.real_in_range(self.name, "momentum", momentum, 0.0, 1.0)
         self.momentum = momentum
-        dt = _checks.float_dtype(self.name, dtype)
+        dt = checks.float_dtype(self.name, dtype)
         c = self.num_features
         self.params = {"weight": np.ones(c, dtype=dt), "bias": np.zeros(c, dtype=dt)}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
@@ -46,11 +46,11 @@ class _BatchNorm(Layer):
     def check_input(self, x: Any, training: bool) -> np.ndarray:
         """``x`` as a float array, checked: the layout, the channel count, and in training more than one value
         per channel (a variance of one value is 0)."""
-        x = _checks.as_float_array(self.name, x)
-        _checks.input_ndim(self.name, x, self._ndim, self._layout)
-        _checks.input_size(self.name, x, 1, self.num_features, "channels")
+        x = checks.as_float_array(self.name, x)
+        checks.input_ndim(self.name, x, self._ndim, self._layout)
+        checks.input_size(self.name, x, 1, self.num_features, "channels")
         if training and x.size // self.num_features < 2:
-            _checks.fail(self.name, "x", "an array with more than 1 value per channel in training", x,
+            checks.fail(self.name, "x", "an array with more than 1 value per channel in training", x,
                          "Use a batch of at least 2, or forward(x, training=False).", got=f"shape {tuple(x.shape)}")
         return x
 
@@ -95,7 +95,7 @@ class _BatchNorm(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         shape = tuple(input_shape)
         if len(shape) != self._ndim - 1 or shape[0] != self.num_features:
-            _checks.fail(self.name, "input_shape",
+            checks.fail(self.name, "input_shape",
                          f"a per-sample shape {self._layout.replace('N, ', '')} with C={self.num_features}", shape)
         return shape
 

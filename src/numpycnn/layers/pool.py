@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks
+from numpycnn.core import checks
 from numpycnn.functional.pool import (
     avgpool2d_backward,
     avgpool2d_forward,
@@ -24,13 +24,13 @@ class _Pool2D(Layer):
     def __init__(self, kernel_size: int | tuple[int, int] = 2,
                  stride: int | tuple[int, int] | None = None) -> None:
         super().__init__()
-        self.kernel_size = _checks.int_pair(self.name, "kernel_size", kernel_size)
-        self.stride = self.kernel_size if stride is None else _checks.int_pair(self.name, "stride", stride)
+        self.kernel_size = checks.int_pair(self.name, "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else checks.int_pair(self.name, "stride", stride)
 
     def check_input(self, x: Any) -> np.ndarray:
         """``x`` as a float (N, C, H, W) array at least as large as the window."""
-        x = _checks.as_float_array(self.name, x)
-        _checks.input_ndim(self.name, x, 4, "(N, C, H, W)")
+        x = checks.as_float_array(self.name, x)
+        checks.input_ndim(self.name, x, 4, "(N, C, H, W)")
         self._spatial_out(x.shape[2:], x.shape)
         return x
 
@@ -44,11 +44,11 @@ class _Pool2D(Layer):
         return (size[0] - kh) // sh + 1, (size[1] - kw) // sw + 1
 
     def get_config(self) -> dict[str, Any]:
-        return {"kernel_size": _checks.pair_config(self.kernel_size), "stride": _checks.pair_config(self.stride)}
+        return {"kernel_size": checks.pair_config(self.kernel_size), "stride": checks.pair_config(self.stride)}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
-            _checks.fail(self.name, "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
+            checks.fail(self.name, "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
         return (input_shape[0], *self._spatial_out(input_shape[1:], input_shape))
 
 
@@ -144,8 +144,8 @@ class GlobalAvgPool2D(Layer):
     """
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        x = _checks.as_float_array(self.name, x)
-        _checks.input_ndim(self.name, x, 4, "(N, C, H, W)")
+        x = checks.as_float_array(self.name, x)
+        checks.input_ndim(self.name, x, 4, "(N, C, H, W)")
         y, self.cache = global_avgpool2d_forward(x)
         return y
 
@@ -154,5 +154,5 @@ class GlobalAvgPool2D(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
-            _checks.fail(self.name, "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
+            checks.fail(self.name, "input_shape", "a per-sample shape (C, H, W)", tuple(input_shape))
         return (input_shape[0],)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from numpycnn import _checks
+from numpycnn.core import checks
 from numpycnn.layers.base import Layer
 
 
@@ -31,9 +31,9 @@ class Flatten(Layer):
     """
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        x = _checks.as_float_array(self.name, x)
+        x = checks.as_float_array(self.name, x)
         if x.ndim < 2:
-            _checks.fail("Flatten", "x", "an array with a batch axis, (N, ...)", x,
+            checks.fail("Flatten", "x", "an array with a batch axis, (N, ...)", x,
                          "Use x[None] for a single sample.", got=f"shape {tuple(x.shape)}")
         self.cache = x.shape
         return x.reshape(x.shape[0], -1)  # (N, d1 * ... * dk)

@@ -78,7 +78,7 @@ def load(name: str) -> Any:
     ModelFileError
         If the file is missing or differs from the one recorded in :data:`SHIPPED`.
     """
-    from numpycnn.io import load_model
+    from numpycnn.model.io import load_model
 
     file = path(name)
     if not file.is_file():

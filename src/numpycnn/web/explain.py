@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import backend
-from numpycnn._checks import int_pair
+from numpycnn.core import backend
+from numpycnn.core.checks import int_pair
+from numpycnn.datasets.images import preprocess, style_for
 from numpycnn.datasets.transforms import standardize, to_float
-from numpycnn.images import preprocess, style_for
 
 #: At most this many feature maps of a layer are sent to the page ("16 of 64 shown").
 MAX_MAPS = 16

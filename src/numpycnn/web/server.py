@@ -347,7 +347,7 @@ def available_models(model_path: Path | None = None, device: str = "cpu") -> lis
     """The shipped models, after the one in ``model_path`` when given (which is then the default), on
     ``device`` (``"cpu"`` or ``"cuda"``); the page's figures are host copies."""
     from numpycnn import pretrained
-    from numpycnn.io import load_model
+    from numpycnn.model.io import load_model
 
     served = []
     if model_path is not None:

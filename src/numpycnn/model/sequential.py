@@ -1,8 +1,9 @@
 """``Sequential``: a list of layers run in order, forward and then backward.
 
-Training (``fit``, ``evaluate``, ``predict``) lives in :mod:`numpycnn.training`; model files in :mod:`numpycnn.io`.
-The methods of the same names are conveniences that call them: :mod:`numpycnn.training` and
-:mod:`numpycnn._modelfile` never import this module (only its type, for annotations), so the imports stay one
+Training (``fit``, ``evaluate``, ``predict``) lives in :mod:`numpycnn.training.loop`; model files in
+:mod:`numpycnn.files` and :mod:`numpycnn.model.io`.
+The methods of the same names are conveniences that call them: :mod:`numpycnn.training.loop` and
+:mod:`numpycnn.files.model_file` never import this module (only its type, for annotations), so the imports stay one
 way (docs/design.md, "Layering").
 """
 
@@ -13,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks, backend, training
-from numpycnn._modelfile import save_model
+from numpycnn.core import backend, checks
+from numpycnn.files.model_file import save_model
 from numpycnn.layers.base import LAYER_REGISTRY, Layer, iter_parameters, unknown_layer_message
-from numpycnn.plan import ExecutionPlan
+from numpycnn.model.plan import ExecutionPlan
+from numpycnn.training import loop
 
 #: Layers after which a weight layer is initialised for a rectifier (He/Kaiming); Glorot otherwise.
 _RECTIFIERS = ("ReLU", "LeakyReLU")
@@ -61,10 +63,10 @@ class Sequential:
             if not isinstance(layer, Layer):
                 hint = (f"Did you mean {layer.__name__}()? Layers are instances."
                         if isinstance(layer, type) and issubclass(layer, Layer) else "")
-                _checks.fail("Sequential", f"layers[{i}]", "a Layer", layer, hint, error=TypeError,
+                checks.fail("Sequential", f"layers[{i}]", "a Layer", layer, hint, error=TypeError,
                              got=f"a {type(layer).__name__}")
         self.input_shape: tuple[int, ...] | None = tuple(int(d) for d in input_shape) if input_shape else None
-        #: Whether :meth:`plan` may run pairs of layers as one fused operation (:data:`numpycnn.plan.FUSIONS`).
+        #: Whether :meth:`plan` may run pairs of layers as one fused operation (:data:`numpycnn.model.plan.FUSIONS`).
         self.fuse = bool(fuse)
         self._plan: ExecutionPlan | None = None
         self._plan_key: tuple[Any, ...] = ()
@@ -89,7 +91,7 @@ class Sequential:
         ``predict`` move their batches there).
         """
         if not isinstance(training, (bool, np.bool_)):
-            _checks.fail("Sequential.forward", "training", "True or False", training, error=TypeError)
+            checks.fail("Sequential.forward", "training", "True or False", training, error=TypeError)
         if type(x) is not np.ndarray or self._device != "cpu":
             self._check_device(x)
         return self.plan().forward(x, bool(training), keep_cache)
@@ -97,8 +99,8 @@ class Sequential:
     def _check_device(self, x: Any) -> None:
         where, device = backend.device_of(x), self.device
         if where != device:
-            _checks.fail("Sequential.forward", "x", f"an array on the model's device {device!r}", x,
-                         f"Move it with numpycnn.backend.to_device(x, {device!r}), or call model.predict(x), "
+            checks.fail("Sequential.forward", "x", f"an array on the model's device {device!r}", x,
+                         f"Move it with numpycnn.core.backend.to_device(x, {device!r}), or call model.predict(x), "
                          "which does.", TypeError, got=f"an array on {where!r}")
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -108,7 +110,7 @@ class Sequential:
     def plan(self) -> ExecutionPlan:
         """The steps ``forward`` and ``backward`` run: each layer on its own, or two as one fused operation.
 
-        See :mod:`numpycnn.plan`; ``print(model.plan())`` shows it. Recomputed when ``layers`` or ``fuse``
+        See :mod:`numpycnn.model.plan`; ``print(model.plan())`` shows it. Recomputed when ``layers`` or ``fuse``
         change, not every batch.
         """
         key = (tuple(self.layers), self.fuse)
@@ -161,7 +163,7 @@ class Sequential:
         for name, target in own.items():
             source = backend.to_device(state[name], backend.device_of(target))  # host or device, onto the model's
             if source.shape != target.shape:
-                _checks.fail("Sequential.load_state_dict", f"state[{name!r}]", f"an array of shape {target.shape}",
+                checks.fail("Sequential.load_state_dict", f"state[{name!r}]", f"an array of shape {target.shape}",
                              source, got=f"shape {source.shape}")
             target[...] = source
 
@@ -232,19 +234,19 @@ class Sequential:
                 break
         return "linear"
 
-    # -- training and files (implemented in numpycnn.training and numpycnn.io) -----------------------------------
+    # -- training and files (implemented in numpycnn.training.loop and numpycnn.files) ----------------------
     def fit(self, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> Any:
-        """Train the model; see :func:`numpycnn.training.fit` for the arguments. Returns a ``History``."""
-        return training.fit(self, x, y, **kwargs)
+        """Train the model; see :func:`numpycnn.training.loop.fit` for the arguments. Returns a ``History``."""
+        return loop.fit(self, x, y, **kwargs)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> dict[str, float]:
-        """``{"loss": ..., "accuracy": ...}`` on ``(x, y)``; see :func:`numpycnn.training.evaluate`."""
-        return training.evaluate(self, x, y, **kwargs)
+        """``{"loss": ..., "accuracy": ...}`` on ``(x, y)``; see :func:`numpycnn.training.loop.evaluate`."""
+        return loop.evaluate(self, x, y, **kwargs)
 
     def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
         """Class probabilities ``(N, classes)`` as a NumPy array, on any device; see
-        :func:`numpycnn.training.predict`."""
-        return training.predict(self, x, **kwargs)
+        :func:`numpycnn.training.loop.predict`."""
+        return loop.predict(self, x, **kwargs)
 
     def predict_classes(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
         """The most probable class of each sample, ``(N,)`` int64."""
@@ -252,7 +254,7 @@ class Sequential:
 
     def save(self, path: Any) -> None:
         """Write the model as a safetensors file (atomically, host copies from any device); see
-        :func:`numpycnn.io.save_model`."""
+        :func:`numpycnn.model.io.save_model`."""
         save_model(self, path)
 
     # -- description --------------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ raises :class:`numpycnn.ModelFileError` naming the file. Layers are built only f
 name; no pickle is read and nothing from a file is executed. Writes go to a temporary file in the same
 folder, are flushed to disk, then renamed over the target, so a crash never leaves a half-written model.
 
-Everything but building a new model lives in :mod:`numpycnn._modelfile`, which works on any model object and
-does not import :mod:`numpycnn.model`; that keeps the imports one way (docs/design.md, "Layering").
+Everything but building a new model lives in :mod:`numpycnn.files.model_file`, which works on any model object and
+does not import :mod:`numpycnn.model.sequential`; that keeps the imports one way (docs/design.md, "Layering").
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import backend
-from numpycnn._modelfile import (  # noqa: F401  (numpycnn.io is where these are documented and imported from)
+from numpycnn.core import backend
+from numpycnn.files.model_file import (  # noqa: F401  (numpycnn.model.io is where these are documented and imported from)
     _MAX_CONFIG_INT,
     _OPTIMIZER_PREFIX,
     DTYPES,
@@ -63,7 +63,7 @@ from numpycnn._modelfile import (  # noqa: F401  (numpycnn.io is where these are
     save_model,
     save_state_dict_file,
 )
-from numpycnn.model import Sequential
+from numpycnn.model.sequential import Sequential
 
 
 def _build_model(path: Any, metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> Sequential:

@@ -1,8 +1,9 @@
-"""The safetensors format behind :mod:`numpycnn.io`: writing models and checkpoints, reading and checking
+"""The safetensors format behind :mod:`numpycnn.model.io`: writing models and checkpoints, reading and checking
 files, and loading a checkpoint into an existing model. It works on any model object and never imports
-:mod:`numpycnn.model`, so :class:`~numpycnn.model.Sequential` (whose ``save`` lands here) and the training
-loop can use it; building a new ``Sequential`` from a file (:func:`numpycnn.io.load_model`) lives one level
-up in :mod:`numpycnn.io`. See :mod:`numpycnn.io` for the file layout.
+:mod:`numpycnn.model.sequential`, so :class:`~numpycnn.model.sequential.Sequential` (whose ``save`` lands here)
+and the training loop can use it; building a new ``Sequential`` from a file
+(:func:`numpycnn.model.io.load_model`) lives one level up in :mod:`numpycnn.model.io`, whose docstring gives
+the file layout.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from numpycnn import backend
-from numpycnn._checks import int_pair
-from numpycnn._files import atomic_write
+from numpycnn.core import backend
+from numpycnn.core.checks import int_pair
+from numpycnn.core.files import atomic_write
 from numpycnn.errors import ModelFileError
 from numpycnn.layers.base import LAYER_REGISTRY, unknown_layer_message
 
 if TYPE_CHECKING:
-    from numpycnn.model import Sequential
+    from numpycnn.model.sequential import Sequential
 
 FORMAT = "numpycnn"
 FORMAT_VERSION = "1"

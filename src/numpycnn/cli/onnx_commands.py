@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from numpycnn._commands import fail, load_model_file
+from numpycnn.cli.common import fail, load_model_file
 from numpycnn.errors import ModelFileError
 from numpycnn.interchange import _onnx as C
 

@@ -3,7 +3,7 @@
 An optimiser holds hyperparameters and, per parameter, its state (momenta, moments), keyed by the
 parameter's state-dict name (``"0.weight"``), allocated on first use and updated in place. Layers never see a
 learning rate: ``opt.step(model)`` reads every ``(name, value, grad)`` from
-:func:`numpycnn.model.iter_parameters` and writes the new values into the layers' own arrays. ``opt.lr`` is a
+:func:`numpycnn.model.sequential.iter_parameters` and writes the new values into the layers' own arrays. ``opt.lr`` is a
 plain attribute that learning-rate schedules change.
 
 Each step works in one (two for RMSProp) scratch array per parameter, also kept across steps, so a step
@@ -21,14 +21,16 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from numpycnn import backend
-from numpycnn._checks import fail
+from numpycnn.core import backend
+from numpycnn.core.checks import fail
 from numpycnn.layers.base import Layer, iter_parameters
-from numpycnn.model import Sequential
+
+if TYPE_CHECKING:
+    from numpycnn.model.sequential import Sequential
 
 
 def _real(owner: str, name: str, value: Any, low: float, high: float = math.inf, high_inclusive: bool = False,

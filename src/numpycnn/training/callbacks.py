@@ -2,12 +2,12 @@
 
 ``fit`` itself records every epoch's metrics in a :class:`History`, returned when training ends.
 
-Each callback sees the running ``fit`` as ``self.trainer`` (:class:`numpycnn.training.Trainer`: ``model``,
+Each callback sees the running ``fit`` as ``self.trainer`` (:class:`numpycnn.training.loop.Trainer`: ``model``,
 ``optimizer``, ``history``, ``epoch``, ``base_lr``, the generators, and the ``stop_training`` flag).
 
 ``TrainingCheckpoint`` and ``fit(..., resume_from=path)`` make training resumable bit for bit: the checkpoint
 holds the weights and buffers, the optimiser state, the shuffle and augmentation generators, every layer's
-generator (dropout), the history, the epoch and the state of the other callbacks (:mod:`numpycnn.resume`
+generator (dropout), the history, the epoch and the state of the other callbacks (:mod:`numpycnn.training.resume`
 writes and restores that state).
 """
 
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from numpycnn._checks import fail, positive_int, real_in_range
-from numpycnn._modelfile import save_checkpoint, save_model
+from numpycnn.core.checks import fail, positive_int, real_in_range
+from numpycnn.files.model_file import save_checkpoint, save_model
 
 if TYPE_CHECKING:
-    from numpycnn.training import Trainer
+    from numpycnn.training.loop import Trainer
 
 #: The per-epoch lists every ``History`` holds (the ``val_`` lists stay empty without validation data).
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -213,7 +213,7 @@ class EarlyStopping(_Monitor):
 
 
 class ModelCheckpoint(_Monitor):
-    """Save the model with :func:`numpycnn.io.save_model` after each epoch, or when ``monitor`` improves.
+    """Save the model with :func:`numpycnn.model.io.save_model` after each epoch, or when ``monitor`` improves.
 
     Parameters
     ----------
@@ -259,7 +259,7 @@ class LearningRateScheduler(Callback):
 
     Parameters
     ----------
-    schedule : object with ``lr_at(epoch, base_lr)`` (``numpycnn.schedules``), or a callable of the same
+    schedule : object with ``lr_at(epoch, base_lr)`` (``numpycnn.optim.schedules``), or a callable of the same
         ``base_lr`` is the optimiser's learning rate when training began (``trainer.base_lr``).
     """
 
@@ -293,7 +293,7 @@ class TrainingCheckpoint(Callback):
     Parameters
     ----------
     path : str or Path
-        The checkpoint file (safetensors layout, written by :func:`numpycnn.io.save_checkpoint`).
+        The checkpoint file (safetensors layout, written by :func:`numpycnn.model.io.save_checkpoint`).
     run : dict, optional
         The identity of the run (``numpycnn train`` stores its settings), saved in the checkpoint's state as
         ``"run"`` so that a later ``--resume`` can refuse a checkpoint that belongs to another run.

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import _checks
-from numpycnn.backend import get_array_module
+from numpycnn.core import checks
+from numpycnn.core.backend import get_array_module
 from numpycnn.functional import losses as F
 
 
@@ -75,11 +75,11 @@ class CrossEntropyLoss(_Loss):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.label_smoothing = _checks.real_in_range("CrossEntropyLoss", "label_smoothing", label_smoothing,
+        self.label_smoothing = checks.real_in_range("CrossEntropyLoss", "label_smoothing", label_smoothing,
                                                      0.0, 1.0)
 
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
-        logits = _checks.as_float_array("CrossEntropyLoss", logits)
+        logits = checks.as_float_array("CrossEntropyLoss", logits)
         targets = targets if type(targets) is np.ndarray else get_array_module(logits).asarray(targets)
         self._check(logits, targets)
         loss, self.cache = F.cross_entropy_forward(logits, targets, self.label_smoothing)
@@ -99,21 +99,21 @@ class CrossEntropyLoss(_Loss):
         owner = "CrossEntropyLoss"
         if logits.ndim != 2:
             hint = "Use logits[None] for a single sample." if logits.ndim == 1 else ""
-            _checks.fail(owner, "logits", "a 2D array (N, K)", logits, hint, got=f"shape {tuple(logits.shape)}")
+            checks.fail(owner, "logits", "a 2D array (N, K)", logits, hint, got=f"shape {tuple(logits.shape)}")
         n, k = logits.shape
         if targets.ndim == 1:
             if targets.shape[0] != n:
-                _checks.fail(owner, "targets", f"of shape ({n},) or ({n}, {k}) for logits of shape {(n, k)}",
+                checks.fail(owner, "targets", f"of shape ({n},) or ({n}, {k}) for logits of shape {(n, k)}",
                              targets, got=f"shape {tuple(targets.shape)}")
             if targets.dtype.kind not in "iu":
-                _checks.fail(owner, "targets", "integer class labels when 1D", f"dtype {targets.dtype}",
+                checks.fail(owner, "targets", "integer class labels when 1D", f"dtype {targets.dtype}",
                              hint="Use targets.astype(np.int64).", error=TypeError)
             if n and (targets.min() < 0 or targets.max() >= k):
                 bad = targets[(targets < 0) | (targets >= k)]
-                _checks.fail(owner, "targets", f"class labels in [0, {k}) for logits of shape {(n, k)}",
+                checks.fail(owner, "targets", f"class labels in [0, {k}) for logits of shape {(n, k)}",
                              int(bad[0]))
         elif targets.shape != (n, k):
-            _checks.fail(owner, "targets", f"of shape ({n},) or ({n}, {k}) for logits of shape {(n, k)}", targets,
+            checks.fail(owner, "targets", f"of shape ({n},) or ({n}, {k}) for logits of shape {(n, k)}", targets,
                          got=f"shape {tuple(targets.shape)}")
 
 
@@ -139,10 +139,10 @@ class MSELoss(_Loss):
     """
 
     def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
-        pred = _checks.as_float_array("MSELoss", pred)
+        pred = checks.as_float_array("MSELoss", pred)
         target = target if type(target) is np.ndarray else get_array_module(pred).asarray(target)
         if target.shape != pred.shape:
-            _checks.fail("MSELoss", "target", f"of the prediction's shape {tuple(pred.shape)}", target,
+            checks.fail("MSELoss", "target", f"of the prediction's shape {tuple(pred.shape)}", target,
                          got=f"shape {tuple(target.shape)}")
         loss, self.cache = F.mse_forward(pred, target)
         return loss

@@ -1,7 +1,7 @@
 """``numpycnn train``: check the options, take the run folder, load the data, train, write the run's files.
 
 The rules for run folders (a finished or interrupted run is never replaced without ``--overwrite``, one process
-per folder, a checkpoint is only resumed by its own run) are in :mod:`numpycnn.runs`; this module applies them
+per folder, a checkpoint is only resumed by its own run) are in :mod:`numpycnn.cli.runs`; this module applies them
 in order, so that a refused command writes nothing:
 
 1. every option is checked (:func:`check_config`), before any file is touched;
@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import backend, runs, train_distributed
-from numpycnn.runs import Terminated, terminate_as_interrupt
+from numpycnn.cli import runs, train_distributed
+from numpycnn.cli.runs import Terminated, terminate_as_interrupt
+from numpycnn.core import backend
 
-MODELS = ("seed", "lenet5", "deep", "deep-plain", "deep-dropout")  # numpycnn.models.MODELS (tested to agree)
+MODELS = ("seed", "lenet5", "deep", "deep-plain", "deep-dropout")  # numpycnn.model.zoo.MODELS (tested to agree)
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "cosine")
@@ -45,7 +46,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "schedule": "none", "augment": False, "val_split": 0.0, "patience": None, "seed": 0, "limit": None,
     "normalize": "auto", "label_smoothing": 0.0, "device": "cpu",
 }
-#: What ``--device`` may name: NumPy on this machine's CPU, or CuPy on an NVIDIA GPU (:mod:`numpycnn.backend`).
+#: What ``--device`` may name: NumPy on this machine's CPU, or CuPy on an NVIDIA GPU (:mod:`numpycnn.core.backend`).
 DEVICES = ("cpu", "cuda")
 #: Options that may differ between an interrupted run and its ``--resume``: the device too, since the same run
 #: continues on another machine (a GPU run resumed on a CPU, and back); left out of the checkpoint's identity.
@@ -90,7 +91,7 @@ def check_config(config: dict[str, Any], source: str) -> None:
     if not isinstance(config["augment"], (bool, str)):
         bad("augment", "true, false or a recipe such as 'shift=2,flip'")
     if isinstance(config["augment"], str):
-        from numpycnn.augment import parse_recipe
+        from numpycnn.training.augment import parse_recipe
 
         try:
             parse_recipe(config["augment"])
@@ -109,11 +110,11 @@ def check_config(config: dict[str, Any], source: str) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """``numpycnn train``: check everything, take the run folder, load the data, train, write the files.
 
-    Nothing is written before every option is valid, the folder is free (see :mod:`numpycnn.runs`), the data
+    Nothing is written before every option is valid, the folder is free (see :mod:`numpycnn.cli.runs`), the data
     is loaded and the model is built. Then ``config.json``, ``checkpoint.safetensors`` after every epoch, and
     at the end ``model.safetensors``, ``history.json``, ``metrics.json`` and the plots. Ctrl-C or SIGTERM
     leaves the last complete checkpoint in place and prints the command that resumes it. With ``--distributed``
-    under ``mpiexec`` process 0 runs this and the others follow it (:mod:`numpycnn.train_distributed`).
+    under ``mpiexec`` process 0 runs this and the others follow it (:mod:`numpycnn.cli.train_distributed`).
     """
     if train_distributed.wanted(args):
         return train_distributed.run(args, _run_train, _follow)
@@ -210,7 +211,7 @@ def _interrupted(stop: BaseException) -> str:
 
 def _saved_epoch(checkpoint: Path) -> int | None:
     """The number of complete epochs the checkpoint holds, ``None`` without a readable checkpoint."""
-    from numpycnn.io import read_checkpoint_state
+    from numpycnn.model.io import read_checkpoint_state
 
     try:
         return int(read_checkpoint_state(checkpoint)["epoch"]) + 1
@@ -293,7 +294,7 @@ def resume_config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         If ``out`` holds no checkpoint, a ``config.json`` that is not valid, a checkpoint of another run, or
         if an option differs from the interrupted run's.
     """
-    from numpycnn.io import read_checkpoint_state
+    from numpycnn.model.io import read_checkpoint_state
     config_path, checkpoint = out / "config.json", out / "checkpoint.safetensors"
     if not config_path.is_file():
         raise ValueError(f"--resume: no interrupted run in {str(out)!r} (no config.json there). Give the "
@@ -357,7 +358,7 @@ def _load_split(config: dict[str, Any], split: str, args: argparse.Namespace) ->
 def _build(config: dict[str, Any], train_images: Any) -> Any:
     """The model, seeded, sized for the data set, with its class names and input normalisation."""
     from numpycnn import datasets
-    from numpycnn.models import build_model
+    from numpycnn.model.zoo import build_model
 
     names = list(datasets.class_names(config["dataset"]))
     model = build_model(config["model"], seed=config["seed"], input_shape=tuple(train_images.shape[1:]),
@@ -387,7 +388,8 @@ def _optimizer(config: dict[str, Any]) -> Any:
 
 def _callbacks(config: dict[str, Any], checkpoint: Path) -> list[Any]:
     """A checkpoint after every epoch, and the learning-rate schedule if one is asked for."""
-    from numpycnn import callbacks, schedules
+    from numpycnn.optim import schedules
+    from numpycnn.training import callbacks
 
     result: list[Any] = [callbacks.TrainingCheckpoint(checkpoint, run=_identity(config))]
     if config["patience"] is not None:
@@ -404,7 +406,7 @@ def _augment(config: dict[str, Any]) -> Any:
     """``--augment``: none, the data set's preset (``augment_for``), or a recipe such as ``shift=2,flip``."""
     if not config["augment"]:
         return None
-    from numpycnn.augment import augment_for, make_augment, parse_recipe
+    from numpycnn.training.augment import augment_for, make_augment, parse_recipe
 
     if isinstance(config["augment"], str):
         return make_augment(**parse_recipe(config["augment"]))
@@ -413,14 +415,14 @@ def _augment(config: dict[str, Any]) -> Any:
 
 def _loss(config: dict[str, Any]) -> Any:
     """Cross-entropy, with ``--label-smoothing`` if given."""
-    from numpycnn.losses import CrossEntropyLoss
+    from numpycnn.layers.losses import CrossEntropyLoss
 
     return CrossEntropyLoss(label_smoothing=config["label_smoothing"])
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically (a temporary file beside it, then a rename)."""
-    from numpycnn._files import atomic_write
+    from numpycnn.core.files import atomic_write
 
     with atomic_write(path, "w") as handle:
         json.dump(data, handle, indent=2)
@@ -457,7 +459,8 @@ def run_metrics(config: dict[str, Any], history: Any, scores: dict[str, float], 
 
 def write_plots(model: Any, history: Any, test: tuple[Any, Any], out: Path) -> None:
     """The run's pictures: curves, confusion matrix, first-layer filters, feature maps, mistakes."""
-    from numpycnn import datasets, plots
+    from numpycnn import datasets
+    from numpycnn.cli import plots
 
     images, labels = test
     predicted = model.predict_classes(images)

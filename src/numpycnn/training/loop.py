@@ -1,4 +1,4 @@
-"""The training loop: ``fit``, ``evaluate`` and ``predict`` for a :class:`~numpycnn.model.Sequential`.
+"""The training loop: ``fit``, ``evaluate`` and ``predict`` for a :class:`~numpycnn.model.sequential.Sequential`.
 
 One training step on a batch :math:`(x_B, y_B)` of :math:`B` images is
 
@@ -21,7 +21,7 @@ grows to more than :data:`DIVERGENCE_FACTOR` times the first batch's (at least 1
 longer finite at the end of an epoch.
 
 Devices: the data stays on the host. Each batch is gathered, augmented and standardised there, then sent to
-the model's device (``model.device``, see :mod:`numpycnn.backend`) in one copy, :func:`to_model`; labels go
+the model's device (``model.device``, see :mod:`numpycnn.core.backend`) in one copy, :func:`to_model`; labels go
 there once per call. The loss and the number of correct guesses are reduced on the device and come back as
 one scalar each; ``predict`` returns NumPy arrays.
 
@@ -41,17 +41,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from numpycnn import backend
-from numpycnn._checks import fail, positive_int, real_in_range
-from numpycnn.callbacks import HISTORY_KEYS, Callback, History, callback_keys
-from numpycnn.distributed import data_parallel
+from numpycnn.core import backend
+from numpycnn.core.checks import fail, positive_int, real_in_range
 from numpycnn.errors import TrainingError
 from numpycnn.functional.activations import softmax_forward
-from numpycnn.losses import CrossEntropyLoss
-from numpycnn.resume import restore_training_state, training_state
+from numpycnn.layers.losses import CrossEntropyLoss
+from numpycnn.training.callbacks import HISTORY_KEYS, Callback, History, callback_keys
+from numpycnn.training.distributed import data_parallel
+from numpycnn.training.resume import restore_training_state, training_state
 
 if TYPE_CHECKING:
-    from numpycnn.model import Sequential
+    from numpycnn.model.sequential import Sequential
 
 __all__ = ["HISTORY_KEYS", "Batches", "History", "Trainer", "evaluate", "fit", "predict"]
 
@@ -319,11 +319,11 @@ class Trainer:
         self.has_validation = False
         #: The first batch's loss, and the loss above which training counts as diverged.
         self.first_loss, self.loss_limit = math.nan, math.inf
-        #: The processes training this model together (:class:`numpycnn.distributed.DataParallel`), or None.
+        #: The processes training this model together (:class:`numpycnn.training.distributed.DataParallel`), or None.
         self.dist: Any = None
 
     def training_state(self) -> dict[str, Any]:
-        """This run's state as JSON values, for a checkpoint (:func:`numpycnn.resume.training_state`)."""
+        """This run's state as JSON values, for a checkpoint (:func:`numpycnn.training.resume.training_state`)."""
         return training_state(self)
 
     @property
@@ -490,7 +490,7 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
         and continues after the saved epoch, reaching bit for bit the weights of an uninterrupted run.
     distributed : bool, mpi4py communicator or DataParallel
         Train together with the other processes of ``mpiexec`` (``True``: all of them), data-parallel over MPI
-        (:mod:`numpycnn.distributed`): ``batch_size`` is then the global batch, of which each of the K
+        (:mod:`numpycnn.training.distributed`): ``batch_size`` is then the global batch, of which each of the K
         processes takes ``batch_size / K`` images per step, and ``lr`` keeps its single-process meaning. Every
         process must call ``fit`` with the same data and arguments; only rank 0 prints and writes files.
 

@@ -26,7 +26,7 @@ def fail(command: str, err: BaseException, code: int) -> int:
 
 def load_model_file(path: Path, device: str = "cpu") -> Any:
     """The model in the file ``path`` on ``device``, with a one-line error for a folder or a missing file."""
-    from numpycnn.io import load_model
+    from numpycnn.model.io import load_model
 
     if path.is_dir():
         inside = path / "model.safetensors"

@@ -7,15 +7,15 @@ in the manner of scikit-learn's and Keras' parameter errors.
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from numpycnn.backend import get_array_module
+from numpycnn.core.backend import get_array_module
 
 
 def fail(owner: str, name: str, expectation: str, value: Any, hint: str = "", error: type = ValueError, *,
-         got: str | None = None):
+         got: str | None = None) -> NoReturn:
     """Raise ``error`` with the house message template; ``got`` describes the value instead of its ``repr``
     (``"shape (28, 28)"`` for an array)."""
     message = f"{owner}: `{name}` must be {expectation}. Got {repr(value) if got is None else got}."

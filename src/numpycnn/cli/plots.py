@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn import backend
-from numpycnn._files import atomic_write
+from numpycnn.core import backend
+from numpycnn.core.files import atomic_write
 
 
 def _figure(width: float, height: float) -> Any:

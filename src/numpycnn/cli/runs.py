@@ -34,7 +34,7 @@ RUN_FILES = ("checkpoint.safetensors", "model.safetensors", "config.json", "hist
 #: The pictures of a finished run.
 PLOT_FILES = ("curves.png", "confusion_matrix.png", "filters.png", "feature_maps.png", "misclassified.png")
 LOCK_NAME = ".lock"
-#: Temporary files of ``numpycnn._files.atomic_write``: ``.{name}.{random}.tmp`` beside ``name``.
+#: Temporary files of ``numpycnn.core.files.atomic_write``: ``.{name}.{random}.tmp`` beside ``name``.
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from numpycnn._checks import fail, positive_int, real_in_range
+from numpycnn.core.checks import fail, positive_int, real_in_range
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 

@@ -40,7 +40,7 @@ GPU_HINT = ('Install CuPy with pip install "numpycnn[gpu]" (it needs an NVIDIA G
 
 
 def _fail(owner: str, name: str, expectation: str, got: str, hint: str = "", error: type = ValueError) -> Any:
-    """Raise in the house template of :func:`numpycnn._checks.fail` (which imports this module, so the
+    """Raise in the house template of :func:`numpycnn.core.checks.fail` (which imports this module, so the
     template is written out here)."""
     raise error(f"{owner}: `{name}` must be {expectation}. Got {got}." + (f" {hint}" if hint else ""))
 
@@ -141,7 +141,7 @@ def device_of(array: Any) -> str:
         if device.name != "cpu" and _loaded(device) is xp:
             return device.name
     return _fail("device_of", "array", f"an array of a registered device ({sorted(_DEVICES)})",
-                 type(array).__name__, "Register its device with numpycnn.backend.register_device.", TypeError)
+                 type(array).__name__, "Register its device with numpycnn.core.backend.register_device.", TypeError)
 
 
 def _loaded(device: Device) -> Any:

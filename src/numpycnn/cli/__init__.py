@@ -1,10 +1,10 @@
 """The ``numpycnn`` command: train, evaluate, predict, summary, profile, data, export, import and serve.
 
 Every sub-command is a thin layer over library functions: data from :mod:`numpycnn.datasets`, models from
-:mod:`numpycnn.models`, training from :func:`numpycnn.training.fit`, files from :mod:`numpycnn.io`, pictures
-from :mod:`numpycnn.plots` and :mod:`numpycnn.images`. Errors the user can fix (a missing or corrupt file,
-bad data, a bad option) print one line on stderr and exit with code 2 (1 when training diverges); set
-``NUMPYCNN_DEBUG=1`` for the traceback.
+:mod:`numpycnn.model.zoo`, training from :func:`numpycnn.training.loop.fit`, files from
+:mod:`numpycnn.model.io`, pictures from :mod:`numpycnn.cli.plots` and :mod:`numpycnn.datasets.images`. Errors the
+user can fix (a missing or corrupt file, bad data, a bad option) print one line on stderr and exit with code 2
+(1 when training diverges); set ``NUMPYCNN_DEBUG=1`` for the traceback.
 
 Examples
 --------
@@ -33,10 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn._commands import fail as _fail
-from numpycnn._commands import load_model_file as _load_model
-from numpycnn.errors import DataError, DeviceError, ModelFileError, TrainingError
-from numpycnn.train_command import (  # noqa: F401  (re-exported)
+from numpycnn.cli.common import fail as _fail
+from numpycnn.cli.common import load_model_file as _load_model
+from numpycnn.cli.train import (  # noqa: F401  (re-exported)
     DATASETS,
     DEVICES,
     MODELS,
@@ -46,6 +45,7 @@ from numpycnn.train_command import (  # noqa: F401  (re-exported)
     TRAIN_DEFAULTS,
     run_train,
 )
+from numpycnn.errors import DataError, DeviceError, ModelFileError, TrainingError
 
 
 # -- parser --------------------------------------------------------------------------------------------------
@@ -64,10 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_path", metavar="MODEL", type=Path, help="a .safetensors model file")
     p.set_defaults(func=run_summary)
     _add_profile(sub)
-    from numpycnn.datasets.commands import add_data_parser
+    from numpycnn.cli.data_commands import add_data_parser
 
     add_data_parser(sub)
-    from numpycnn.interchange.commands import add_interchange_parsers
+    from numpycnn.cli.onnx_commands import add_interchange_parsers
 
     add_interchange_parsers(sub)
     _add_serve(sub)
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt as stop:
-        from numpycnn.train_command import Terminated
+        from numpycnn.cli.train import Terminated
 
         terminated = isinstance(stop, Terminated)
         print(f"numpycnn {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}.",
@@ -279,7 +279,7 @@ def _out_of_memory(args: argparse.Namespace, err: MemoryError) -> str:
 
 # -- evaluate, predict, summary, profile ---------------------------------------------------------------------
 def _style(model: Any, requested: str | None) -> str:
-    from numpycnn.images import style_for
+    from numpycnn.datasets.images import style_for
 
     if requested and requested != "auto":
         return requested
@@ -289,7 +289,7 @@ def _style(model: Any, requested: str | None) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     """``numpycnn evaluate MODEL``: loss and accuracy on a data set split."""
     from numpycnn import datasets
-    from numpycnn.io import check_activation_budget
+    from numpycnn.model.io import check_activation_budget
 
     for option in ("batch_size", "limit"):
         value = getattr(args, option)
@@ -346,8 +346,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _classify(model: Any, path: Path, style: str, model_path: Path) -> tuple[list[str], Any]:
     """``(class names, probabilities)`` of one picture; errors name the picture (and the model)."""
-    from numpycnn.images import load_image
-    from numpycnn.io import check_activation_budget
+    from numpycnn.datasets.images import load_image
+    from numpycnn.model.io import check_activation_budget
 
     image = load_image(path, style)
     check_activation_budget(model, image.shape, str(model_path))
@@ -378,14 +378,14 @@ def run_summary(args: argparse.Namespace) -> int:
 
 def run_profile(args: argparse.Namespace) -> int:
     """``numpycnn profile [MODEL | --model NAME]``: time per layer for one batch."""
-    from numpycnn.profiling import format_profile, profile_model
+    from numpycnn.cli.profiling import format_profile, profile_model
 
     if args.model_path is not None and args.model is not None:
         raise ValueError("profile: give a model file or --model, not both.")
     if args.model_path is not None:
         model = _load_model(args.model_path)
     else:
-        from numpycnn.models import build_model
+        from numpycnn.model.zoo import build_model
 
         model = build_model(args.model or "seed", seed=0)
     if model.input_shape is None:

@@ -19,7 +19,7 @@ import math
 import numbers
 from typing import Any
 
-from numpycnn._checks import fail, positive_int
+from numpycnn.core.checks import fail, positive_int
 
 
 class Schedule:

@@ -1,6 +1,6 @@
 """Resuming training: the state of a running ``fit`` (epoch, history, base learning rate, every random
 generator, the callbacks' own state) as JSON for a checkpoint's metadata, and restoring it into a
-:class:`~numpycnn.training.Trainer` from a ``TrainingCheckpoint`` file. It sits between the callbacks (whose
+:class:`~numpycnn.training.loop.Trainer` from a ``TrainingCheckpoint`` file. It sits between the callbacks (whose
 ``History`` and keys it stores) and the training loop (docs/design.md, "Layering").
 """
 
@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from numpycnn._checks import fail
-from numpycnn._modelfile import load_checkpoint
-from numpycnn.callbacks import History, callback_keys
+from numpycnn.core.checks import fail
 from numpycnn.errors import ModelFileError
+from numpycnn.files.model_file import load_checkpoint
+from numpycnn.training.callbacks import History, callback_keys
 
 if TYPE_CHECKING:
-    from numpycnn.training import Trainer
+    from numpycnn.training.loop import Trainer
 
 _STATE_FORMAT, _STATE_VERSION = "numpycnn.training_state", 1
 #: The bit generators a checkpoint may name; a file can never make us build anything else.

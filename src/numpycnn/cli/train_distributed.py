@@ -1,17 +1,17 @@
 """``mpiexec -n K numpycnn train --distributed``: the train command as K processes training one model.
 
-Process 0 runs the command as one process would (:mod:`numpycnn.train_command`: options, the run folder and its
+Process 0 runs the command as one process would (:mod:`numpycnn.cli.train`: options, the run folder and its
 lock, data, model, ``config.json``), then sends the run's settings to the others and trains with them; only it
 prints and writes. The others never touch the run folder: they receive the settings, load the same data, build
-the same model and join ``fit(..., distributed=...)`` (:mod:`numpycnn.distributed`), which gives them process 0's
-weights and, with ``--resume``, the bytes of its checkpoint.
+the same model and join ``fit(..., distributed=...)`` (:mod:`numpycnn.training.distributed`), which gives
+them process 0's weights and, with ``--resume``, the bytes of its checkpoint.
 
 Errors: a divergence is seen by every process at the same step (process 0 reports it, all exit with 1); any other
 error on one process prints one line naming it and ends the job with ``MPI_Abort`` (exit status 2), so that no
 process waits forever for another. Ctrl-C or SIGTERM: process 0 says what is saved, then the job ends (130, 143).
 
 Started by ``mpiexec -n K`` (K > 1) without ``--distributed``, the command refuses rather than run K trainings
-into one folder; the launcher's variables are read without importing mpi4py (:mod:`numpycnn._launch`).
+into one folder; the launcher's variables are read without importing mpi4py (:mod:`numpycnn.core.launch`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from numpycnn._launch import launched_processes, launched_rank
+from numpycnn.cli.runs import Terminated
+from numpycnn.core.launch import launched_processes, launched_rank
 from numpycnn.errors import TrainingError
-from numpycnn.runs import Terminated
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, lead: Callable[[argparse.Namespace, Any], int]
         raise ValueError(f"train: started by mpiexec as one of {launched_processes()} processes without "
                          f"--distributed: each would train its own model into the same --out. Add --distributed "
                          f"to train one model together, or run without mpiexec.")
-    from numpycnn.distributed import DataParallel
+    from numpycnn.training.distributed import DataParallel
 
     try:
         dist = DataParallel()

@@ -27,9 +27,9 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from numpycnn._checks import fail, positive_int, real_in_range
+from numpycnn.core.checks import fail, positive_int, real_in_range
 from numpycnn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU, Tanh
-from numpycnn.model import Sequential
+from numpycnn.model.sequential import Sequential
 
 MNIST_SHAPE = (1, 28, 28)
 

@@ -50,11 +50,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from numpycnn.layers.base import iter_parameters
-from numpycnn.resume import generator_from_state, generator_state, restore_training_state
+from numpycnn.training.resume import generator_from_state, generator_state, restore_training_state
 
 if TYPE_CHECKING:
-    from numpycnn.model import Sequential
-    from numpycnn.training import Trainer
+    from numpycnn.model.sequential import Sequential
+    from numpycnn.training.loop import Trainer
 
 __all__ = ["MISSING_MPI", "DataParallel", "data_parallel"]
 

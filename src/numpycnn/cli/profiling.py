@@ -8,7 +8,7 @@ prints the rows as the table ``numpycnn profile`` shows.
 
 Examples
 --------
->>> from numpycnn.models import build_model                       # doctest: +SKIP
+>>> from numpycnn.models import build_model                          # doctest: +SKIP
 >>> rows = profile_model(build_model("seed"), (1, 28, 28), 64, 5)  # doctest: +SKIP
 >>> print(format_profile(rows))                                   # doctest: +SKIP
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn._checks import positive_int
+from numpycnn.core.checks import positive_int
 
 
 def profile_model(model: Any, input_shape: Sequence[int], batch_size: int = 64,

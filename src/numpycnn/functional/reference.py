@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numpycnn._checks import int_pair
+from numpycnn.core.checks import int_pair
 
 
 def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
