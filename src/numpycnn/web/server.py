@@ -91,7 +91,7 @@ def decode_image(data_url: Any) -> Any:
         400 for a missing or malformed URL, base64 or image; 415 for a media type or format other than PNG,
         JPEG or WebP; 413 for more than :data:`MAX_PIXELS` pixels.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if not isinstance(data_url, str):
         raise RequestError(400, '`image` must be a data URL string such as "data:image/png;base64,...". '
@@ -107,22 +107,37 @@ def decode_image(data_url: Any) -> Any:
         raw = base64.b64decode(data_url[match.end():], validate=True)
     except (binascii.Error, ValueError):
         raise RequestError(400, "`image` is not valid base64 after the data URL's comma.") from None
+    # Pillow's decoders answer damaged or hostile data with many exception types (OSError, ValueError,
+    # SyntaxError, struct.error, IndexError, EOFError, ...): whatever they raise while reading these bytes is a
+    # picture this page will not decode, a 400, never a 500. A header that claims more pixels than Pillow's
+    # decompression-bomb limit raises DecompressionBombError from `open`, before any pixel is decoded: a 413.
     try:
         image = Image.open(io.BytesIO(raw))  # reads the header only
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except Image.DecompressionBombError as err:
+        raise RequestError(413, f"`image` is too large to decode: {_claimed_size(err)}the limit is "
+                                f"{MAX_PIXELS:,} pixels.") from None
+    except Exception:
         raise RequestError(400, f"`image` is not a readable {IMAGE_TYPES[media]} picture.") from None
     if image.format not in IMAGE_TYPES.values():
         raise RequestError(415, f"`image` must be PNG, JPEG or WebP. Got {image.format}.")
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise RequestError(413, f"`image` has {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels.")
-    if image.format == "JPEG":
-        image.draft(image.mode, (1024, 1024))  # decode at a reduced scale: cheap, as `numpycnn predict` does
+    if width * height == 0:
+        raise RequestError(400, f"`image` has {width}x{height} pixels: it is empty.")
     try:
+        if image.format == "JPEG":
+            image.draft(image.mode, (1024, 1024))  # decode at a reduced scale: cheap, as `numpycnn predict` does
         image.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Exception:
         raise RequestError(400, f"`image` cannot be decoded as {image.format}: the data is damaged.") from None
     return image
+
+
+def _claimed_size(err: Exception) -> str:
+    """``"it claims N pixels; "`` from Pillow's decompression-bomb message, or ``""`` if it gives no count."""
+    match = re.search(r"\((\d+) pixels\)", str(err))
+    return f"it claims {int(match.group(1)):,} pixels; " if match else ""
 
 
 def _index(payload: dict[str, Any], key: str) -> int:
