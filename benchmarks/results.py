@@ -1,4 +1,4 @@
-"""Reproduce the README's results table: each row is one ``numpycnn train`` command run from fixed seeds.
+"""Reproduce the results table of docs/results.md: each row is one ``numpycnn train`` command run from fixed seeds.
 
 Run ``python -m benchmarks.results`` for every row, or name rows (``python -m benchmarks.results original lenet5``);
 ``--list`` shows them. Each run writes its model, metrics, history and plots to ``results/NAME/`` (seed 0) or

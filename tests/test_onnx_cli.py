@@ -84,19 +84,19 @@ def test_without_the_onnx_package_the_commands_name_the_extra(model_file, tmp_pa
     _one_line_error(capsys, code, 'pip install "numpycnn[onnx]"')
 
 
-def test_the_readme_runs_an_exported_model_in_onnxruntime(tmp_path, monkeypatch, capsys):
+def test_the_onnx_page_runs_an_exported_model_in_onnxruntime(tmp_path, monkeypatch, capsys):
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL) if "InferenceSession" in b)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "onnx.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", page, flags=re.DOTALL) if "InferenceSession" in b)
     model = models.seed_cnn(seed=0)
     model.save(tmp_path / "model.safetensors")
     monkeypatch.chdir(tmp_path)
     assert main(["export", "model.safetensors", "seed-pixels.onnx", "--bake-preprocessing"]) == 0
     capsys.readouterr()
     namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)
+    exec(compile(block, "docs/onnx.md", "exec"), namespace)
     images = datasets.load("mnist", "test")[0][:8]
     np.testing.assert_allclose(namespace["logits"], model.forward(images * np.float32(1 / 255), training=False),
                                rtol=1e-5, atol=1e-5)

@@ -1,4 +1,4 @@
-"""The models shipped in the package: their files are the ones recorded (SHA-256), they load, and the README
+"""The models shipped in the package: their files are the ones recorded (SHA-256), they load, and docs/web.md
 states how each was trained."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from numpycnn import ModelFileError, datasets, pretrained
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+WEB_PAGE = Path(__file__).resolve().parents[1] / "docs" / "web.md"
 
 
 @pytest.mark.parametrize("name", sorted(pretrained.SHIPPED))
@@ -29,8 +29,8 @@ def test_the_shipped_model_scores_what_is_recorded_on_part_of_the_test_set(name)
     assert accuracy > pretrained.SHIPPED[name].test_accuracy - 0.015  # the first 2,000 test digits are harder
 
 
-def test_the_readme_records_each_command_accuracy_and_sha256():
-    text = README.read_text()
+def test_the_docs_record_each_command_accuracy_and_sha256():
+    text = WEB_PAGE.read_text()
     for record in pretrained.SHIPPED.values():
         row = next((line for line in text.splitlines() if record.filename in line), None)
         assert row is not None, record.filename

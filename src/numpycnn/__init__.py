@@ -6,7 +6,7 @@ optimisers are small classes around that math. Submodules and public names load 
 
 The folders are the tiers of docs/design.md, lowest first: ``core`` and ``functional`` (the math), ``datasets``,
 ``layers``, ``optim``, ``files``, ``training``, ``model``, ``interchange`` and ``pretrained``, then the
-applications ``cli`` and ``web``. A few modules that the README and the tutorial teach by a shorter path keep it
+applications ``cli`` and ``web``. A few modules that the docs teach by a shorter path keep it
 (:data:`PUBLIC_MODULES`): ``import numpycnn.losses`` is :mod:`numpycnn.layers.losses`, the same module object.
 """
 
@@ -34,8 +34,8 @@ _LAZY_NAMES = {
     "load_model": "numpycnn.model.io",
     "History": "numpycnn.training.loop",
 }
-#: The short public paths that the README and the tutorial teach, and the module each one is. Importing a short
-#: path imports the module it names and nothing more; both names give the same module object.
+#: The short public paths that the README, the guide and the tutorial teach, and the module each one is.
+#: Importing a short path imports the module it names and nothing more; both names give the same module object.
 PUBLIC_MODULES = {
     "numpycnn.callbacks": "numpycnn.training.callbacks",
     "numpycnn.gradcheck": "numpycnn.layers.gradcheck",

@@ -9,7 +9,7 @@ name         layers                                                      paramet
 ===========  ==========================================================  ==========  ===============
 
 ``deep-plain`` (no batch norm, no dropout) and ``deep-dropout`` (dropout, no batch norm) are the same
-network with parts taken away, for the ablation in the README.
+network with parts taken away, for the ablation in docs/results.md.
 
 (Figures for 1x28x28 inputs and 10 classes; :func:`forward_flops` computes them, counting a multiply-add as
 two floating-point operations.)

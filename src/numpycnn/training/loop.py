@@ -22,8 +22,9 @@ longer finite at the end of an epoch.
 
 Devices: the data stays on the host. Each batch is gathered, augmented and standardised there, then sent to
 the model's device (``model.device``, see :mod:`numpycnn.core.backend`) in one copy, :func:`to_model`; a
-training batch's labels go with it, and ``evaluate`` sends all the labels once per call. The loss and the number of correct guesses are reduced on the device and come back as
-one scalar each; ``predict`` returns NumPy arrays.
+training batch's labels go with it, and ``evaluate`` sends all the labels once per call. The loss and the
+number of correct guesses are reduced on the device and come back as one scalar each; ``predict`` returns NumPy
+arrays.
 
 Randomness: ``rng`` (a seed or a ``numpy.random.Generator``) gives two independent child generators, one for
 the shuffle order and one for augmentation, so turning augmentation on does not change the order of batches.
