@@ -172,12 +172,8 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
     say(f"Training {config['model']} on {len(train[1]):,} {config['dataset']} images for {config['epochs']} "
         f"epochs ({config['optimizer']}, lr {config['lr']:g}, {batch}) -> {out}")
     try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            history = model.fit(
-                train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
-                optimizer=optimizer, loss=_loss(config), validation_split=config["val_split"],
-                callbacks=callbacks, verbose=0 if args.quiet else 1, rng=config["seed"], augment=_augment(config),
-                resume_from=checkpoint if args.resume else None, distributed=dist or False)
+        history = _fit(model, train, config, optimizer, callbacks, checkpoint if args.resume else None, dist,
+                       verbose=0 if args.quiet else 1)
     except KeyboardInterrupt as stop:
         if dist is None:
             print(f"\n{_interrupted(stop)}. {_what_is_saved(config, out)}", file=sys.stderr)
@@ -479,6 +475,18 @@ def write_plots(model: Any, history: Any, test: tuple[Any, Any], out: Path) -> N
     plots.plot_misclassified(images[wrong], labels[wrong], predicted[wrong], names, out / "misclassified.png")
 
 
+def _fit(model: Any, train: tuple[np.ndarray, np.ndarray], config: dict[str, Any], optimizer: Any, callbacks: list,
+         resume_from: Path | None, dist: Any, verbose: int) -> Any:
+    """``model.fit`` with the run's settings: the one training call of process 0 (or the only process) and of
+    every other process of a distributed run. Overflow in a diverging run is reported by ``fit``'s divergence
+    check, not by NumPy warnings."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return model.fit(train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
+                         optimizer=optimizer, loss=_loss(config), validation_split=config["val_split"],
+                         callbacks=callbacks, verbose=verbose, rng=config["seed"], augment=_augment(config),
+                         resume_from=resume_from, distributed=dist or False)
+
+
 # -- the other processes of a distributed run -----------------------------------------------------------
 def _follow(args: argparse.Namespace, dist: Any) -> int:
     """A process other than 0: train with process 0's settings; print and write nothing."""
@@ -488,12 +496,9 @@ def _follow(args: argparse.Namespace, dist: Any) -> int:
     _check_split_sizes(config, len(train[1]))
     model = _build(config, train[0])
     try:
-        with terminate_as_interrupt(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            model.fit(train[0], train[1], epochs=config["epochs"], batch_size=config["batch_size"],
-                      optimizer=_optimizer(config), loss=_loss(config), validation_split=config["val_split"],
-                      callbacks=_callbacks(config, checkpoint), verbose=0, rng=config["seed"],
-                      augment=_augment(config), resume_from=checkpoint if args.resume else None,
-                      distributed=dist)
+        with terminate_as_interrupt():
+            _fit(model, train, config, _optimizer(config), _callbacks(config, checkpoint),
+                 checkpoint if args.resume else None, dist, verbose=0)
     except KeyboardInterrupt as stop:  # every process got the signal; process 0 may be waiting in a collective
         if dist.rank == 1:
             print(f"\n{_interrupted(stop)}. {_mpi_what_is_saved(dist, checkpoint)}", file=sys.stderr, flush=True)

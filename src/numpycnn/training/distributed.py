@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from numpycnn.model.sequential import Sequential
     from numpycnn.training.loop import Trainer
 
-__all__ = ["MISSING_MPI", "DataParallel", "data_parallel"]
+__all__ = ["MISSING_MPI", "DataParallel", "SingleProcess", "data_parallel"]
 
 MISSING_MPI = ('distributed training needs mpi4py and an MPI library: pip install "numpycnn[mpi]" (mpi4py and '
                'the MPICH wheels; no system MPI needed), then start it as mpiexec -n K ...')
@@ -131,29 +131,13 @@ class DataParallel:
         return n - tail if 0 < tail < self.size else n
 
     # -- one step ------------------------------------------------------------------------------------------
-    def train_step(self, trainer: Trainer, xb: np.ndarray, yb: np.ndarray, step: int, steps: int,
-                   global_size: int) -> tuple[float, int]:
-        """Forward and backward on this rank's shard, average the gradients, one optimiser step everywhere.
-
-        Returns the mean loss and the number of correct guesses over the whole global batch.
-        """
-        model, loss = trainer.model, trainer.loss
-        model.zero_grad()
-        logits = model.forward(xb, training=True)
-        local = float(loss.forward(logits, yb))
-        hits = int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
-        model.backward(loss.backward(), input_grad=False)
-        value, hits = self.average_gradients(model, local * len(yb), hits, len(yb), global_size)
-        trainer.check_loss(value, step, steps)  # the global loss: every process decides alike
-        trainer.optimizer.step(model)
-        return value, hits
-
-    def average_gradients(self, model: Sequential, loss_sum: float, hits: int, n_local: int,
+    def average_gradients(self, model: Sequential, loss: float, hits: int, n_local: int,
                           n_global: int) -> tuple[float, int]:
         """Replace every gradient by :math:`\\frac{1}{B}\\sum_r n_r g_r` with one in-place ``Allreduce``.
 
-        The flat buffer (model dtype, reused across steps) is ``[n_r g_r for each parameter..., loss sum,
-        correct count]``; returns the global mean loss and correct count.
+        ``loss`` and ``hits`` are this rank's mean loss and correct count over its ``n_local`` images. The flat
+        buffer (model dtype, reused across steps) is ``[n_r g_r for each parameter..., loss sum, correct
+        count]``; returns the global batch's mean loss and correct count.
         """
         params = [grad for _, _, grad in iter_parameters(model)]
         total = sum(g.size for g in params) + 2
@@ -165,7 +149,7 @@ class DataParallel:
         for g in params:
             np.multiply(g.reshape(-1), n_local, out=flat[offset:offset + g.size])
             offset += g.size
-        flat[-2], flat[-1] = loss_sum, hits
+        flat[-2], flat[-1] = loss * n_local, hits
         start = time.perf_counter()
         self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
         self.allreduce_seconds += time.perf_counter() - start
@@ -225,6 +209,10 @@ class DataParallel:
             return rng
         key = [int(k) for k in rng.integers(0, 2**63, size=2)]
         return np.random.default_rng([*key, self.rank])
+
+    def same_on_every_rank(self, err: BaseException) -> BaseException:
+        """``err`` marked as raised by every rank at the same point (:func:`collective`)."""
+        return collective(err)
 
     def agree(self, flag: bool) -> bool:
         """Rank 0's ``flag``, on every rank."""
@@ -355,11 +343,73 @@ class DataParallel:
             self._guarded = False
 
 
-def data_parallel(distributed: Any) -> DataParallel | None:
-    """``fit``'s ``distributed`` argument as a :class:`DataParallel`: ``False`` gives ``None``, ``True`` all
-    the processes of ``mpiexec`` (``MPI.COMM_WORLD``), a communicator its processes."""
+class SingleProcess:
+    """The strategy of a run on one process: :class:`DataParallel`'s interface, whose collective steps do nothing.
+
+    ``fit`` runs every step, epoch and run through a strategy (``Trainer.dist``), so the training step is
+    written once: here a batch is not sharded, the gradients are already the batch's (:math:`K = 1`), rank 0's
+    decisions are this process's, and nothing is broadcast.
+    """
+
+    rank, size = 0, 1
+
+    def __repr__(self) -> str:
+        return "SingleProcess()"
+
+    def shard(self, index: np.ndarray | slice) -> np.ndarray | slice:
+        """The whole batch: ``index`` itself."""
+        return index
+
+    def usable(self, n: int, batch_size: int) -> int:
+        """Every image of an epoch: ``n``."""
+        return n
+
+    def average_gradients(self, model: Sequential, loss: float, hits: int, n_local: int,
+                          n_global: int) -> tuple[float, int]:
+        """The gradients are the batch's already: ``loss`` and ``hits`` unchanged."""
+        return loss, hits
+
+    def average_buffers(self, model: Sequential) -> None:
+        """Nothing to average."""
+
+    def agree(self, flag: bool) -> bool:
+        """This process's ``flag``."""
+        return flag
+
+    def shard_validation(self, validation: Any) -> Any:
+        """The whole validation set."""
+        return validation
+
+    def combine_scores(self, scores: dict[str, float] | None, count: int) -> dict[str, float] | None:
+        """This process's ``scores``."""
+        return scores
+
+    def same_on_every_rank(self, err: BaseException) -> BaseException:
+        """``err`` unchanged: one process has nobody to agree with."""
+        return err
+
+    def setup(self, trainer: Trainer, n_train: int, batch_size: int, resume_from: Any
+              ) -> tuple[int | None, dict | None]:
+        """Restore ``resume_from`` if given (:func:`~numpycnn.training.resume.restore_training_state`)."""
+        if resume_from is None:
+            return None, None
+        return restore_training_state(trainer, resume_from)
+
+    def quiet_unless_root(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing to silence."""
+        return contextlib.nullcontext()
+
+    def abort_on_error(self, owner: str) -> contextlib.AbstractContextManager[None]:
+        """Errors pass as they are."""
+        return contextlib.nullcontext()
+
+
+def data_parallel(distributed: Any) -> DataParallel | SingleProcess:
+    """``fit``'s ``distributed`` argument as a strategy: ``False`` (or ``None``) gives a :class:`SingleProcess`,
+    ``True`` a :class:`DataParallel` over all the processes of ``mpiexec`` (``MPI.COMM_WORLD``), a communicator
+    one over its processes."""
     if distributed is False or distributed is None:
-        return None
+        return SingleProcess()
     if isinstance(distributed, DataParallel):
         return distributed
     if distributed is True:

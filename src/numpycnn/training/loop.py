@@ -48,8 +48,8 @@ from numpycnn.errors import TrainingError
 from numpycnn.functional.activations import softmax_forward
 from numpycnn.layers.losses import CrossEntropyLoss
 from numpycnn.training.callbacks import HISTORY_KEYS, Callback, History, callback_keys
-from numpycnn.training.distributed import data_parallel
-from numpycnn.training.resume import restore_training_state, training_state
+from numpycnn.training.distributed import DataParallel, SingleProcess, data_parallel
+from numpycnn.training.resume import training_state
 
 if TYPE_CHECKING:
     from numpycnn.model.sequential import Sequential
@@ -320,8 +320,9 @@ class Trainer:
         self.has_validation = False
         #: The first batch's loss, and the loss above which training counts as diverged.
         self.first_loss, self.loss_limit = math.nan, math.inf
-        #: The processes training this model together (:class:`numpycnn.training.distributed.DataParallel`), or None.
-        self.dist: Any = None
+        #: How many processes train this model together: a :class:`~numpycnn.training.distributed.SingleProcess`,
+        #: or a :class:`~numpycnn.training.distributed.DataParallel` over MPI. Every step goes through it.
+        self.dist: DataParallel | SingleProcess = SingleProcess()
 
     def training_state(self) -> dict[str, Any]:
         """This run's state as JSON values, for a checkpoint (:func:`numpycnn.training.resume.training_state`)."""
@@ -330,7 +331,7 @@ class Trainer:
     @property
     def hooks(self) -> list[Callback]:
         """The callbacks this process runs: on ranks other than 0 of a distributed run, not the file writers."""
-        if self.dist is None or self.dist.rank == 0:
+        if self.dist.rank == 0:
             return self.callbacks
         return [callback for callback in self.callbacks if not callback.rank_zero_only]
 
@@ -338,18 +339,19 @@ class Trainer:
                    global_size: int | None = None) -> tuple[float, int]:
         """One step of gradient descent; returns the batch's mean loss and its number of correct guesses.
 
-        In a distributed run ``xb`` is this process's shard of a global batch of ``global_size`` images, and
-        the figures returned are the global batch's.
+        Forward, loss, backward, then the gradients averaged over the processes (``self.dist``; on one process
+        they are the batch's already), the divergence check on the batch's loss, and one optimiser step. In a
+        distributed run ``xb`` is this process's shard of a global batch of ``global_size`` images, and the
+        figures returned are the global batch's, the same on every process.
         """
-        if self.dist is not None:
-            return self.dist.train_step(self, xb, yb, step, steps, global_size or len(yb))
-        self.model.zero_grad()
-        logits = self.model.forward(xb, training=True)
-        value = float(self.loss.forward(logits, yb))
+        model, loss = self.model, self.loss
+        model.zero_grad()
+        logits = model.forward(xb, training=True)
+        value, hits = float(loss.forward(logits, yb)), _hits(logits, yb)
+        model.backward(loss.backward(), input_grad=False)
+        value, hits = self.dist.average_gradients(model, value, hits, len(yb), global_size or len(yb))
         self.check_loss(value, step, steps)
-        hits = _hits(logits, yb)
-        self.model.backward(self.loss.backward(), input_grad=False)
-        self.optimizer.step(self.model)
+        self.optimizer.step(model)
         return value, hits
 
     def check_loss(self, value: float, step: int, steps: int) -> None:
@@ -366,9 +368,8 @@ class Trainer:
             f"fit: {what}: training diverged. Training stopped; checkpoints already written are unchanged. "
             f"Try a lower learning rate (lr={self.optimizer.lr:g}) or normalised inputs."
         )
-        if self.dist is not None:  # every process sees the same summed loss and the same weights: all stop here
-            err.collective = True  # type: ignore[attr-defined]
-        raise err
+        # every process sees the same summed loss and the same weights: all stop here
+        raise self.dist.same_on_every_rank(err)
 
     def check_weights(self) -> None:
         """Stop training if a parameter is no longer finite."""
@@ -378,8 +379,10 @@ class Trainer:
 
     def train_epoch(self, batches: Batches, y: np.ndarray, batch_size: int, shuffle: bool,
                     augment: Augment | None) -> dict[str, float]:
+        """One pass over the training data in batches of ``batch_size``, shuffled if ``shuffle`` and augmented if
+        ``augment`` is given; return the epoch's ``loss`` and ``accuracy`` (means over its images)."""
         order = self.rng.permutation(len(y)) if shuffle else None
-        n = len(y) if self.dist is None else self.dist.usable(len(y), batch_size)
+        n = self.dist.usable(len(y), batch_size)
         labels = np.empty(min(batch_size, n), np.int64)
         parts = _chunks(n, batch_size)
         total, correct = 0.0, 0
@@ -387,8 +390,7 @@ class Trainer:
             for step, part in enumerate(parts):
                 index = part if order is None else order[part]
                 size = part.stop - part.start  # the global batch; a distributed process takes its shard
-                if self.dist is not None:
-                    index = self.dist.shard(index)
+                index = self.dist.shard(index)
                 xb = batches.gather(index)
                 yb = labels[: len(xb)]
                 if isinstance(index, slice):
@@ -522,29 +524,21 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
     loss = loss if loss is not None else _default_loss()
     trainer = Trainer(model, optimizer, loss, callbacks, _as_generator("fit", rng), epochs, int(verbose))
     trainer.has_validation = validation is not None
-    callback_states = None
-    if distributed is not False:
-        if model.device != "cpu":
-            fail("fit", "model.device", "'cpu' for distributed training (MPI sums host arrays)", model.device,
-                 "Use model.to('cpu'), or train on one GPU without distributed.")
-        trainer.dist = data_parallel(distributed)
-    if trainer.dist is not None:
-        with trainer.dist.abort_on_error("fit"), trainer.dist.quiet_unless_root():
-            start, callback_states = trainer.dist.setup(trainer, len(x), batch_size, resume_from)
-            initial_epoch = initial_epoch if start is None else start
-            _run(trainer, x, y, validation, batch_size, shuffle, augment, initial_epoch, callback_states)
-        return trainer.history
-    if resume_from is not None:
-        initial_epoch, callback_states = restore_training_state(trainer, resume_from)
-    _run(trainer, x, y, validation, batch_size, shuffle, augment, initial_epoch, callback_states)
+    if distributed is not False and model.device != "cpu":
+        fail("fit", "model.device", "'cpu' for distributed training (MPI sums host arrays)", model.device,
+             "Use model.to('cpu'), or train on one GPU without distributed.")
+    trainer.dist = data_parallel(distributed)
+    with trainer.dist.abort_on_error("fit"), trainer.dist.quiet_unless_root():
+        start, callback_states = trainer.dist.setup(trainer, len(x), batch_size, resume_from)
+        initial_epoch = initial_epoch if start is None else start
+        _run(trainer, x, y, validation, batch_size, shuffle, augment, initial_epoch, callback_states)
     return trainer.history
 
 
 def _run(trainer: Trainer, x: np.ndarray, y: np.ndarray, validation: Any, batch_size: int, shuffle: bool,
          augment: Augment | None, initial_epoch: int, callback_states: dict | None) -> None:
     model, dist = trainer.model, trainer.dist
-    if dist is not None:
-        validation = dist.shard_validation(validation)
+    validation = dist.shard_validation(validation)
     batches = Batches(x, batch_size, model.dtype, model.normalization)
     val_batches = None if validation is None else Batches(
         validation[0], inference_batch_size(model, validation[0].shape[1:], max(batch_size, 256)), model.dtype,
@@ -564,23 +558,18 @@ def _run(trainer: Trainer, x: np.ndarray, y: np.ndarray, validation: Any, batch_
         start = time.perf_counter()
         logs = trainer.train_epoch(batches, y, batch_size, shuffle, augment)
         trainer.check_weights()
-        if dist is not None:
-            dist.average_buffers(model)
-        if val_batches is not None and dist is not None:
+        dist.average_buffers(model)
+        if val_batches is not None:
             local = (_evaluate_batches(model, val_batches, validation[1], trainer.loss)
                      if len(validation[1]) else None)
             scores = dist.combine_scores(local, len(validation[1]))
-            logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
-        elif val_batches is not None:
-            scores = _evaluate_batches(model, val_batches, validation[1], trainer.loss)
             logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
         logs.update(lr=float(trainer.optimizer.lr), seconds=time.perf_counter() - start)
         trainer.history.append(epoch, logs)
         trainer.report(logs)
         for callback in trainer.hooks:
             callback.on_epoch_end(epoch, logs)
-        if dist is not None:
-            trainer.stop_training = dist.agree(trainer.stop_training)
+        trainer.stop_training = dist.agree(trainer.stop_training)
         if trainer.stop_training:
             break
     for callback in trainer.hooks:
