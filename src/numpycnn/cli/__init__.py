@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from numpycnn.cli.common import fail as _fail
 from numpycnn.cli.common import load_model_file as _load_model
+from numpycnn.cli.common import report_error
 from numpycnn.cli.train import (  # noqa: F401  (re-exported)
     DATASETS,
     DEVICES,
@@ -213,13 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 143 if terminated else 130
     except TrainingError as err:
-        return _fail(args.command, err, 1)
+        return report_error(args.command, err, 1)
     except (DataError, DeviceError, ModelFileError, ValueError, TypeError, OSError) as err:
-        return _fail(args.command, err, 2)
+        return report_error(args.command, err, 2)
     except MemoryError as err:
-        return _fail(args.command, MemoryError(_out_of_memory(args, err)), 2)
+        return report_error(args.command, MemoryError(_out_of_memory(args, err)), 2)
     except Exception as err:  # a bug: still one line, and the way to the traceback
-        return _fail(args.command, RuntimeError(
+        return report_error(args.command, RuntimeError(
             f"unexpected {type(err).__name__}: {err}. Run again with NUMPYCNN_DEBUG=1 for the traceback and "
             "please report it."), 2)
     finally:
@@ -332,7 +332,7 @@ def run_predict(args: argparse.Namespace) -> int:
             names, probabilities = _classify(model, path, style, args.model_path)
         except (DataError, ValueError, OSError, MemoryError) as err:
             failures += 1
-            _fail("predict", err, 2)
+            report_error("predict", err, 2)
             continue
         ranked = sorted(range(len(names)), key=lambda k: -float(probabilities[k]))[: args.top]
         if args.json:

@@ -1,6 +1,6 @@
-"""What the command-line modules share (:mod:`numpycnn.cli` and the ``commands`` modules of
-:mod:`numpycnn.interchange` and :mod:`numpycnn.datasets`): the one-line error report and reading MODEL arguments.
-It sits below them all, so none of them imports :mod:`numpycnn.cli` (docs/design.md, "Layering").
+"""What the command-line modules share (:mod:`numpycnn.cli`, :mod:`~numpycnn.cli.onnx_commands` and
+:mod:`~numpycnn.cli.data_commands`): the one-line error report (:func:`report_error`) and reading MODEL
+arguments. The command modules import it, never the parser in :mod:`numpycnn.cli` itself.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from numpycnn.errors import ModelFileError
 
 
-def fail(command: str, err: BaseException, code: int) -> int:
+def report_error(command: str, err: BaseException, code: int) -> int:
     """Print ``err`` as one line on stderr (the traceback too with ``NUMPYCNN_DEBUG=1``); return ``code``."""
     if os.environ.get("NUMPYCNN_DEBUG"):
         raise err

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from numpycnn.cli.common import fail, load_model_file
+from numpycnn.cli.common import load_model_file, report_error
 from numpycnn.errors import ModelFileError
 from numpycnn.interchange import _onnx as C
 
@@ -47,7 +47,7 @@ def _missing_onnx(command: str) -> int:
     try:
         C.require("onnx")
     except ModuleNotFoundError as err:
-        return fail(command, err, 2)
+        return report_error(command, err, 2)
     return 0
 
 
