@@ -9,6 +9,12 @@ Routes
                               probabilities, the prepared 28x28 input and every layer's activation
 ``POST /api/conv-step``       the same plus ``"layer", "channel", "row", "col"`` -> one convolution output
                               computed step by step (:func:`numpycnn.web.explain.conv_step`)
+``POST /api/gradients``       ``{"image", "model"?, "target"}`` -> the loss of ``target``, every parameter's
+                              gradient and every layer's output gradient (:func:`numpycnn.web.learn.gradients`)
+``POST /api/sgd-step``        the same plus ``"lr"`` -> one SGD step on a copy of the model: probabilities
+                              before and after, the first filters and their change (:func:`~.learn.sgd_step`)
+``POST /api/weight-gradient`` the same as gradients plus ``"layer", "filter", "in_channel", "row", "col"`` ->
+                              one convolution weight's gradient as a sum (:func:`~.learn.weight_gradient`)
 
 Every request is checked before anything is decoded: the body's length from ``Content-Length`` (at most
 :data:`MAX_BODY_BYTES`; a longer one is refused with 413 without being read), the content type, the JSON, the
@@ -17,7 +23,9 @@ header (at most :data:`MAX_PIXELS`) and only then the pixels. Every error is ans
 ``{"error": message}``, never a traceback. Static files are served by exact name from a table read from the
 package's own ``static/`` folder at start, so no request path reaches the file system. While bound to a
 loopback address the server answers only requests addressed to a loopback name (against DNS rebinding).
-Requests are served on threads; each model runs one request at a time (its layers keep caches).
+Requests are served on threads; each model runs one request at a time (its layers keep caches). The learning
+routes never touch a served model: under its lock they copy it (:func:`numpycnn.web.learn.working_copy`) and
+then run backward, and step, on the copy alone.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from numpycnn.errors import DataError
-from numpycnn.web import explain
+from numpycnn.web import explain, learn
 
 #: Largest request body read, in bytes; a drawing is a few kilobytes, a phone photo a few megabytes.
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -179,7 +187,7 @@ class App:
         with entry.lock:
             try:
                 return {"model": entry.name, **explain.explain(entry.model, image)}
-            except DataError as err:
+            except (DataError, ValueError) as err:  # a blank picture; outputs that overflow float32
                 raise RequestError(422, str(err)) from None
 
     def conv_step(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -196,6 +204,30 @@ class App:
             except ValueError as err:
                 raise RequestError(400, str(err)) from None
 
+    def learn(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """``/api/gradients``, ``/api/sgd-step`` and ``/api/weight-gradient``: the arguments checked, then the
+        picture decoded, then the answer computed on a copy of the model (taken under the model's lock)."""
+        entry = self.served(payload.get("model"))
+        try:
+            args: dict[str, Any] = {"target": learn.check_target(entry.model, payload.get("target"))}
+            if path == "/api/sgd-step":
+                args["lr"] = learn.check_lr(payload.get("lr"))
+            if path == "/api/weight-gradient":
+                args["where"] = tuple(learn.check_index(payload, key) for key in learn.WEIGHT_KEYS)
+        except ValueError as err:
+            raise RequestError(400, str(err)) from None
+        image = decode_image(payload.get("image"))
+        with entry.lock:
+            model = learn.working_copy(entry.model)
+        answer = {"/api/gradients": learn.gradients, "/api/sgd-step": learn.sgd_step,
+                  "/api/weight-gradient": learn.weight_gradient}[path]
+        try:
+            return {"model": entry.name, **answer(model, image, **args)}
+        except (DataError, FloatingPointError) as err:  # a blank picture; numbers that overflowed
+            raise RequestError(422, str(err)) from None
+        except ValueError as err:
+            raise RequestError(400, str(err)) from None
+
 
 # -- HTTP ----------------------------------------------------------------------------------------------------
 class Handler(BaseHTTPRequestHandler):
@@ -208,7 +240,7 @@ class Handler(BaseHTTPRequestHandler):
     server: WebServer
 
     GET_ROUTES = ("/api/models", "/api/model")
-    POST_ROUTES = ("/api/predict", "/api/conv-step")
+    POST_ROUTES = ("/api/predict", "/api/conv-step", "/api/gradients", "/api/sgd-step", "/api/weight-gradient")
 
     def parse_request(self) -> bool:
         if not super().parse_request():
@@ -275,7 +307,9 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(status, f"POST is not served at {path[:200]!r}.")
         payload = self._read_json()
         app = self.server.app
-        return app.predict(payload) if path == "/api/predict" else app.conv_step(payload)
+        if path == "/api/predict":
+            return app.predict(payload)
+        return app.conv_step(payload) if path == "/api/conv-step" else app.learn(path, payload)
 
     def _read_json(self) -> dict[str, Any]:
         """The body as a JSON object, its length checked against :data:`MAX_BODY_BYTES` before reading."""
@@ -324,7 +358,10 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None, head: bool = False) -> None:
-        body = json.dumps(data, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        try:
+            body = json.dumps(data, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except ValueError:  # NaN or infinity: a model whose (finite) weights overflow float32 on this picture
+            raise RequestError(422, "The answer holds numbers that overflowed (NaN or infinity).") from None
         self._send(status, body, "application/json", headers, head)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:

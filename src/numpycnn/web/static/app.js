@@ -11,6 +11,7 @@
     models: [], model: null, description: null,
     strokes: [], current: null, upload: null,
     seq: 0, image: null, result: null, step: null,
+    target: null, targetChosen: false, grads: null, weight: null,
   };
 
   // -- small helpers ---------------------------------------------------------------------------------------
@@ -149,10 +150,12 @@
     $("input-view").getContext("2d").clearRect(0, 0, 28, 28);
     $("layers").replaceChildren();
     $("step").replaceChildren(el("p", { className: "note", textContent: "Draw a digit, then pick an output position." }));
+    resetLearn();
     setStatus("");
   }
 
   $("clear").addEventListener("click", () => {
+    state.targetChosen = false;
     state.strokes = [];
     state.upload = null;
     $("upload").value = "";
@@ -201,6 +204,12 @@
       showLayers(data.layers);
       setStatus("");
       if (state.step) showStep(state.step, false);
+      if (!state.targetChosen || state.target === null || state.target >= data.class_names.length) {
+        state.target = data.index;
+        state.targetChosen = false;
+      }
+      showTargets();
+      learn();
     } catch (err) {
       if (seq !== state.seq) return;
       resetAnswer("No answer: " + err.message);
@@ -255,32 +264,36 @@
   }
 
   function showLayers(layers) {
+    $("layers").replaceChildren(...layerBlocks(layers, false));
+  }
+
+  // One block per layer: its output (or, with `gradient`, the loss gradient at its output) as maps or a vector.
+  function layerBlocks(layers, gradient) {
     const described = state.description.layers;
-    const blocks = layers.map((act) => {
+    return layers.map((act) => {
       const info = described[act.index];
       const values = decode(act);
       const head = el("div", { className: "layer-head" }, [
         el("h3", { textContent: `${act.index + 1}. ${layerTitle(info)}` }),
-        el("span", { className: "shape", textContent: "output " + act.shape.join("×") }),
+        el("span", { className: "shape", textContent: (gradient ? "∂L/∂output " : "output ") + act.shape.join("×") }),
         colourBar(act.scale),
       ]);
       if (act.shown < act.total) head.append(el("span", { className: "cut", textContent: `${act.shown} of ${act.total} shown` }));
-      const body = act.kind === "maps" ? mapsOf(act, values, info) : vectorOf(act, values, info);
+      const body = act.kind === "maps" ? mapsOf(act, values, info, gradient) : vectorOf(act, values, info, gradient);
       const block = el("div", { className: "layer" }, [head, body]);
       block.dataset.index = act.index;
       return block;
     });
-    $("layers").replaceChildren(...blocks);
   }
 
-  function mapsOf(act, values, info) {
+  function mapsOf(act, values, info, gradient) {
     const [, h, w] = act.shape;
     const figures = [];
     for (let ch = 0; ch < act.shown; ch++) {
       const canvas = heatCanvas(values, ch * h * w, h, w, act.scale);
-      canvas.setAttribute("aria-label", `channel ${ch} of layer ${act.index + 1}`);
+      canvas.setAttribute("aria-label", `${gradient ? "loss gradient at " : ""}channel ${ch} of layer ${act.index + 1}`);
       canvas.dataset.channel = ch;
-      if (info.name === "Conv2D") {
+      if (!gradient && info.name === "Conv2D") {
         canvas.classList.add("pickable");
         canvas.title = "click a pixel to see how it was computed";
         canvas.addEventListener("click", (event) => {
@@ -295,7 +308,7 @@
     return el("div", { className: "maps" }, figures);
   }
 
-  function vectorOf(act, values, info) {
+  function vectorOf(act, values, info, gradient) {
     const n = act.shown;
     const cols = n <= 32 ? n : Math.ceil(Math.sqrt(n));
     const rows = Math.ceil(n / cols);
@@ -305,7 +318,7 @@
     canvas.classList.add("vector");
     const cell = n <= 32 ? 22 : Math.max(3, Math.floor(220 / cols));
     canvas.style.width = `${cols * cell}px`;
-    canvas.setAttribute("aria-label", `${act.total} values of layer ${act.index + 1}`);
+    canvas.setAttribute("aria-label", `${act.total} ${gradient ? "loss gradients" : "values"} of layer ${act.index + 1}`);
     const parts = [canvas];
     if (n <= 32) {
       const names = act.index === state.description.layers.length - 1 && state.result ? state.result.class_names : null;
@@ -479,10 +492,323 @@
     showStep(where, false);
   });
 
+  // -- how it learns ---------------------------------------------------------------------------------------
+  // The label the network should have said (state.target): the prediction until the user picks one, which
+  // then stays chosen for the next strokes (it is the digit being drawn) until Clear.
+  function firstConv() {
+    return state.description && state.description.filters ? state.description.filters.layer : null;
+  }
+
+  function className(k) {
+    return state.result ? state.result.class_names[k] : String(k);
+  }
+
+  function absMaxOf(values, start, stop) {
+    let m = 0;
+    for (let k = start || 0; k < (stop === undefined ? values.length : stop); k++) m = Math.max(m, Math.abs(values[k]));
+    return m;
+  }
+
+  function resetLearn() {
+    delete document.body.dataset.learning;
+    state.grads = null;
+    $("targets").replaceChildren();
+    $("loss").textContent = "Draw a digit on the pad.";
+    delete $("loss").dataset.value;
+    delete $("learn-panel").dataset.target;
+    $("filter-grads").replaceChildren();
+    $("layer-grads").replaceChildren();
+    $("sgd").replaceChildren();
+    $("wgrad").replaceChildren(el("p", { className: "note", textContent: "Draw a digit, then click a weight of a filter." }));
+  }
+
+  function showTargets() { // one radio button per class, the chosen one checked, the network's answer marked
+    const chips = state.result.class_names.map((name, k) => {
+      const input = el("input", { type: "radio", name: "target", value: String(k), checked: k === state.target });
+      input.addEventListener("change", () => {
+        state.target = k;
+        state.targetChosen = true;
+        learn();
+      });
+      const predicted = k === state.result.index;
+      return el("label", { className: predicted ? "predicted" : "", title: predicted ? "the network's answer" : "" },
+        [input, el("span", { textContent: name })]);
+    });
+    $("targets").replaceChildren(...chips);
+  }
+
+  async function learn() {
+    if (!state.result) return;
+    const seq = state.seq, target = state.target;
+    document.body.dataset.learning = "1";
+    try {
+      const g = await api("/api/gradients", { image: state.image, model: state.model, target });
+      if (seq !== state.seq || target !== state.target) return;
+      state.grads = g;
+      showLoss(g);
+      showFilterGrads(g);
+      $("layer-grads").replaceChildren(...layerBlocks(g.layer_grads, true));
+      $("sgd").replaceChildren(el("p", { className: "note", textContent: `Take a step to see what changes when the network learns that this drawing is “${className(target)}”.` }));
+      $("learn-panel").dataset.target = String(target);
+      if (state.weight) await showWeightGrad(state.weight, false);
+    } catch (err) {
+      if (seq === state.seq) setStatus(err.message, true);
+    } finally {
+      if (seq === state.seq && target === state.target) delete document.body.dataset.learning;
+    }
+  }
+
+  function showLoss(g) {
+    const p = g.probabilities[g.target];
+    const value = el("strong", { id: "loss-value", textContent: fmt(g.loss, 4) });
+    value.dataset.value = String(g.loss);
+    $("loss").replaceChildren(`Loss for “${className(g.target)}”: L = −log p(“${className(g.target)}”) = −log ${fmt(p, 4)} = `, value);
+    $("loss").dataset.value = String(g.loss);
+  }
+
+  function pickWeight(canvas, kh, kw, where) { // a click on a kernel drawn kh x kw picks that weight
+    canvas.classList.add("pickable");
+    canvas.title = "click a weight to see its gradient computed";
+    canvas.addEventListener("click", (event) => {
+      const rect = canvas.getBoundingClientRect();
+      const row = Math.min(kh - 1, Math.floor((event.clientY - rect.top) * kh / rect.height));
+      const col = Math.min(kw - 1, Math.floor((event.clientX - rect.left) * kw / rect.width));
+      showWeightGrad({ ...where, row, col }, true);
+    });
+  }
+
+  function showFilterGrads(g) { // each first-layer filter (input channel 0) above its gradient dL/dw
+    const conv = firstConv();
+    if (conv === null) { $("filter-grads").replaceChildren(el("p", { className: "note", textContent: "This model has no convolution." })); return; }
+    const filters = state.description.filters;
+    const [f, c, kh, kw] = filters.shape;
+    const size = c * kh * kw;
+    const weights = decode(filters), grads = decode(g.param_grads[`${conv}.weight`]);
+    const wScale = absMaxOf(weights), gScale = absMaxOf(grads, 0, f * size);
+    const figures = [];
+    for (let k = 0; k < f; k++) {
+      const wc = heatCanvas(weights, k * size, kh, kw, wScale);
+      const gc = heatCanvas(grads, k * size, kh, kw, gScale);
+      wc.setAttribute("aria-label", `filter ${k}`);
+      gc.setAttribute("aria-label", `loss gradient of filter ${k}`);
+      gc.dataset.filter = wc.dataset.filter = k;
+      pickWeight(wc, kh, kw, { layer: conv, filter: k, in_channel: 0 });
+      pickWeight(gc, kh, kw, { layer: conv, filter: k, in_channel: 0 });
+      const figure = el("figure", {}, [wc, gc, el("figcaption", { textContent: `filter ${k}` })]);
+      figure.dataset.filter = k;
+      figures.push(figure);
+    }
+    const scales = el("div", { className: "scale-row" }, ["weights ", colourBar(wScale), "  ∂L/∂w ", colourBar(gScale)]);
+    const notes = [];
+    if (filters.total > f) notes.push(el("p", { className: "note", textContent: `${f} of ${filters.total} shown` }));
+    if (c > 1) notes.push(el("p", { className: "note", textContent: `input channel 0 of ${c} shown` }));
+    $("filter-grads").replaceChildren(scales, ...figures, ...notes);
+    markWeight();
+  }
+
+  function markWeight() { // outline the filter whose weight the step view shows
+    const w = state.weight;
+    for (const figure of $("filter-grads").querySelectorAll("figure")) {
+      figure.classList.toggle("selected", Boolean(w) && w.layer === firstConv() && Number(figure.dataset.filter) === w.filter);
+    }
+  }
+
+  // -- one SGD step --
+  async function sgdStep() {
+    if (!state.result) { setStatus("Draw a digit first.", true); return; }
+    const seq = state.seq, target = state.target;
+    document.body.dataset.stepping = "1";
+    try {
+      const s = await api("/api/sgd-step", { image: state.image, model: state.model, target, lr: Number($("lr").value) });
+      if (seq !== state.seq || target !== state.target) return;
+      renderSgd(s);
+      setStatus("");
+    } catch (err) {
+      setStatus(err.message, true);
+      $("sgd").replaceChildren(el("p", { className: "note error", textContent: err.message }));
+    } finally {
+      delete document.body.dataset.stepping;
+    }
+  }
+
+  function valueSpan(id, v, digits) {
+    const span = el("strong", { id, textContent: fmt(v, digits) });
+    span.dataset.value = String(v);
+    return span;
+  }
+
+  function renderSgd(s) {
+    const name = className(s.target);
+    const parts = [
+      el("p", { className: "sgd-loss" }, [`After one step with learning rate ${s.lr}, the loss for “${name}” goes from `,
+        valueSpan("sgd-loss-before", s.before.loss, 4), " to ", valueSpan("sgd-loss-after", s.after.loss, 4), "."]),
+      el("p", { className: "note" }, ["Probabilities:", el("span", { className: "legend-before" }), "before",
+        el("span", { className: "legend-after" }), "after the step"]),
+      el("ol", { id: "sgd-probs", ariaLabel: "Probability of each class before and after the step" }, s.before.probabilities.map((p0, k) => {
+        const p1 = s.after.probabilities[k];
+        const bar = (p, cls) => {
+          const fill = el("span", { className: "fill" });
+          fill.style.width = `${(100 * p).toFixed(2)}%`;
+          return el("span", { className: `bar ${cls}` }, [fill]);
+        };
+        const li = el("li", { className: k === s.target ? "target" : "" }, [
+          el("span", { className: "name", textContent: className(k) }),
+          el("span", { className: "bars" }, [bar(p0, "before"), bar(p1, "after")]),
+          el("span", { className: "value", textContent: `${(100 * p0).toFixed(1)}% → ${(100 * p1).toFixed(1)}%` }),
+        ]);
+        li.dataset.label = className(k);
+        li.dataset.before = String(p0);
+        li.dataset.after = String(p1);
+        return li;
+      })),
+    ];
+    if (s.filters) parts.push(sgdFilters(s.filters));
+    parts.push(updatesTable(s.updates));
+    $("sgd").replaceChildren(...parts);
+  }
+
+  function sgdFilters(filters) { // rows: the filters before, after, and the change on its own colour scale
+    const [f, c, kh, kw] = filters.before.shape;
+    const size = c * kh * kw, shown = Math.min(f, 16);
+    const before = decode(filters.before), delta = decode(filters.delta);
+    const after = before.map((v, k) => v + delta[k]);
+    const wScale = Math.max(absMaxOf(before), absMaxOf(after)), dScale = absMaxOf(delta);
+    const grid = el("div", { className: "sgd-filters" });
+    grid.style.setProperty("--filters", String(shown));
+    for (const [label, values, scale] of [["before", before, wScale], ["after", after, wScale], ["change", delta, dScale]]) {
+      grid.append(el("span", { textContent: label }));
+      for (let k = 0; k < shown; k++) {
+        const canvas = heatCanvas(values, k * size, kh, kw, scale);
+        canvas.setAttribute("aria-label", `filter ${k} ${label === "change" ? "change" : label + " the step"}`);
+        canvas.dataset.filter = k;
+        grid.append(canvas);
+      }
+    }
+    const ratio = wScale > 0 ? ` (${(100 * dScale / absMaxOf(before)).toPrecision(2)}% of the largest weight)` : "";
+    return el("div", { className: "sgd-filters-block" }, [
+      el("h3", { textContent: `First-layer filters, before and after the step${shown < filters.total ? ` (${shown} of ${filters.total} shown)` : ""}` }),
+      grid,
+      el("p", { className: "note" }, [`The change is drawn on its own colour scale: the largest change of a first-layer weight is ${fmt(dScale, 4)}${ratio}. `,
+        colourBar(dScale)]),
+    ]);
+  }
+
+  function updatesTable(updates) { // how far the step moved each parameter, next to its size
+    const rows = updates.map((u) => el("tr", {}, [
+      el("td", { textContent: u.name }), el("td", { textContent: fmt(u.norm, 4) }), el("td", { textContent: fmt(u.update_norm, 4) }),
+      el("td", { textContent: u.norm > 0 ? fmt(u.update_norm / u.norm, 4) : "–" }),
+    ]));
+    const head = el("tr", {}, ["parameter", "‖w‖", "‖Δw‖", "‖Δw‖ / ‖w‖"].map((t) => el("th", { textContent: t })));
+    return el("table", { className: "updates" }, [el("caption", { className: "note", textContent: "The size of each parameter's update next to its own size" }), head, ...rows]);
+  }
+
+  $("sgd-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sgdStep();
+  });
+
+  // -- one weight's gradient, step by step: the backward twin of the convolution step --
+  function kernelShape(layer) { // [out_channels, in_channels, kh, kw] of a Conv2D from its description
+    const c = state.description.layers[layer].config;
+    const k = Array.isArray(c.kernel_size) ? c.kernel_size : [c.kernel_size, c.kernel_size];
+    return [c.out_channels, c.in_channels, k[0], k[1]];
+  }
+
+  function fillWeightForm() {
+    const convs = state.description.conv_layers;
+    $("wgrad-layer").replaceChildren(...convs.map((i) => el("option", { value: i, textContent: `${i + 1}. ${layerTitle(state.description.layers[i])}` })));
+    $("wgrad-form").hidden = convs.length === 0;
+  }
+
+  async function showWeightGrad(where, scroll) {
+    if (!state.result) { setStatus("Draw a digit first.", true); return; }
+    const shape = kernelShape(where.layer);
+    const keys = ["filter", "in_channel", "row", "col"];
+    where = { layer: where.layer, ...Object.fromEntries(keys.map((key, a) => [key, Math.max(0, Math.min(where[key], shape[a] - 1))])) };
+    state.weight = where;
+    $("wgrad-layer").value = where.layer;
+    keys.forEach((key, a) => {
+      const input = $(key === "in_channel" ? "wgrad-channel" : `wgrad-${key}`);
+      input.value = where[key];
+      input.max = shape[a] - 1;
+    });
+    markWeight();
+    const seq = state.seq, target = state.target;
+    try {
+      const s = await api("/api/weight-gradient", { image: state.image, model: state.model, target, ...where });
+      if (seq !== state.seq || target !== state.target) return;
+      renderWeightGrad(s);
+      if (scroll) $("wgrad").scrollIntoView({ behavior: "smooth", block: "center" });
+    } catch (err) {
+      setStatus(err.message, true);
+    }
+  }
+
+  function mapFigure(values, h, w, caption, label) {
+    const scale = absMaxOf(values);
+    const canvas = heatCanvas(values, 0, h, w, scale);
+    const zoom = Math.max(2, Math.floor(150 / Math.max(h, w)));
+    canvas.style.width = `${w * zoom}px`;
+    canvas.style.height = `${h * zoom}px`;
+    canvas.setAttribute("aria-label", label);
+    return el("figure", {}, [canvas, el("figcaption", { textContent: caption }), colourBar(scale)]);
+  }
+
+  function renderWeightGrad(s) {
+    const [h, w] = s.output_shape, [sh, sw] = s.stride, [ph, pw] = s.padding;
+    const dy = decode(s.output_grad), x = decode(s.inputs), products = decode(s.products);
+    const at = (stride, v, offset, pad) => { // the input index "s·r + i − p" the weight meets, written out
+      const shift = offset - pad;
+      return `${stride === 1 ? "" : stride}${v}` + (shift === 0 ? "" : shift > 0 ? ` + ${shift}` : ` − ${-shift}`);
+    };
+    const layerNo = s.layer + 1;
+    const terms = Array.from(products, (v, k) => k).sort((a, b) => Math.abs(products[b]) - Math.abs(products[a])).slice(0, 6);
+    const table = el("table", { className: "grid" }, [
+      el("caption", { textContent: "the largest terms of the sum" }),
+      el("tr", {}, ["row, column", "∂L/∂y", "input", "product"].map((t) => el("th", { textContent: t }))),
+      ...terms.map((k) => el("tr", {}, [el("td", { textContent: `${Math.floor(k / w)}, ${k % w}` }),
+        el("td", { textContent: fmt(dy[k], 4) }), el("td", { textContent: fmt(x[k], 4) }), el("td", { textContent: fmt(products[k], 4) })])),
+    ]);
+    const diff = Math.abs(s.sum - s.layer_value);
+    const ok = diff <= 1e-4 * Math.max(1, Math.abs(s.layer_value));
+    const lr = Number($("lr").value);
+    const eq = el("div", { className: "equation" }, [
+      el("div", {}, [`sum of all ${h}×${w} = ${h * w} products = `, valueSpan("wgrad-sum", s.sum, 6)]),
+      el("div", {}, ["the layer's own backward computed ∂L/∂w = ", valueSpan("wgrad-layer-value", s.layer_value, 6), " ",
+        el("span", { className: ok ? "match" : "mismatch", textContent: ok ? `✓ equal (difference ${diff.toExponential(1)})` : `✗ differs by ${diff.toExponential(2)}` })]),
+    ]);
+    if (s.has_bias) {
+      eq.append(el("div", { className: "then", textContent: `and the bias of filter ${s.filter}: ∂L/∂b = the sum of ∂L/∂y alone = ${fmt(s.bias_sum, 6)} (backward: ${fmt(s.bias_layer_value, 6)})` }));
+    }
+    if (lr > 0) {
+      eq.append(el("div", { className: "then", textContent: `one SGD step with learning rate ${lr} moves this weight from ${fmt(s.weight, 5)} to ${fmt(s.weight, 5)} − ${lr} × ${fmt(s.layer_value, 5)} = ${fmt(s.weight - lr * s.layer_value, 5)}` }));
+    }
+    $("wgrad").replaceChildren(
+      el("p", { textContent: `Layer ${layerNo}, filter ${s.filter}, input channel ${s.in_channel}, the weight at row ${s.row}, column ${s.col} (w = ${fmt(s.weight, 5)}), for the label “${className(s.target)}”. ` +
+        `This weight met the input at every one of the ${h}×${w} output positions, so its gradient is the sum over them: ` +
+        `∂L/∂w = Σ over (r, c) of ∂L/∂y[r, c] × x[${at(sh, "r", s.row, ph)}, ${at(sw, "c", s.col, pw)}].` }),
+      el("div", { className: "wgrad-maps" }, [
+        mapFigure(dy, h, w, `∂L/∂y: the loss gradient at output channel ${s.filter} of layer ${layerNo}`, "output gradient"),
+        el("span", { className: "op", textContent: "×" }),
+        mapFigure(x, h, w, `x: the input value (channel ${s.in_channel}) this weight met at each output position`, "input under the weight"),
+        el("span", { className: "op", textContent: "=" }),
+        mapFigure(products, h, w, "their products, one per output position", "products"),
+      ]),
+      table, eq,
+    );
+  }
+
+  $("wgrad-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const where = { layer: Number($("wgrad-layer").value), filter: Number($("wgrad-filter").value), in_channel: Number($("wgrad-channel").value), row: Number($("wgrad-row").value), col: Number($("wgrad-col").value) };
+    showWeightGrad(where, false);
+  });
+
   // -- models ------------------------------------------------------------------------------------------------
   async function chooseModel(name) {
     state.model = name;
     state.step = null;
+    state.weight = null;
     const description = await api(`/api/model?name=${encodeURIComponent(name)}`);
     if (state.model !== name) return;
     state.description = description;
@@ -490,6 +816,7 @@
     $("model-info").textContent = `${description.parameters.toLocaleString("en")} parameters${acc}`;
     showFilters(description.filters);
     fillStepForm();
+    fillWeightForm();
     if (state.strokes.length || state.upload) await predict(); else resetAnswer();
   }
 
