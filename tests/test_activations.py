@@ -132,10 +132,11 @@ def test_backward_before_forward(name):
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"LeakyReLU: `negative_slope` must be in \[0\.0, inf\]\. "
+    with pytest.raises(ValueError, match=r"LeakyReLU: `negative_slope` must be a real number in \[0\.0, inf\)\. "
                                          r"Got -0\.1\."):
         LeakyReLU(-0.1)
-    with pytest.raises(TypeError, match=r"LeakyReLU: `negative_slope` must be a real number\. Got 'a'\."):
+    with pytest.raises(TypeError,
+                       match=r"LeakyReLU: `negative_slope` must be a real number in \[0\.0, inf\)\. Got 'a'\."):
         LeakyReLU("a")
     with pytest.raises(ValueError, match=r"Softmax: `x` must be an array of at least 2 dimensions \(N, K\)\. "
                                          r"Got shape \(5,\)\. Use x\[None\]"):

@@ -143,7 +143,7 @@ def test_errors_are_clear():
         RandomShift(2)(np.zeros((3, 28, 28)), rng)
     with pytest.raises(ValueError, match=r"`max_shift` must be an integer >= 0\. Got -1"):
         RandomShift(-1)
-    with pytest.raises(ValueError, match=r"`max_degrees` must be in \[0\.0, 180\.0\]"):
+    with pytest.raises(ValueError, match=r"`max_degrees` must be a real number in \[0\.0, 180\.0\]"):
         RandomRotation(200)
     with pytest.raises(ValueError, match=r"`dataset` must be one of \['cifar10', 'fashion-mnist', 'mnist'\]"):
         augment_for("svhn")

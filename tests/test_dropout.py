@@ -68,11 +68,11 @@ def test_initialize_gives_each_dropout_its_own_seeded_generator():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"Dropout: `p` must be in \[0\.0, 1\.0\)\. Got 1\.0\."):
+    with pytest.raises(ValueError, match=r"Dropout: `p` must be a real number in \[0\.0, 1\.0\)\. Got 1\.0\."):
         Dropout(1.0)
-    with pytest.raises(ValueError, match=r"Dropout: `p` must be in \[0\.0, 1\.0\)\. Got -0\.1\."):
+    with pytest.raises(ValueError, match=r"Dropout: `p` must be a real number in \[0\.0, 1\.0\)\. Got -0\.1\."):
         Dropout(-0.1)
-    with pytest.raises(TypeError, match=r"Dropout: `p` must be a real number\. Got '0\.5'\."):
+    with pytest.raises(TypeError, match=r"Dropout: `p` must be a real number in \[0\.0, 1\.0\)\. Got '0\.5'\."):
         Dropout("0.5")
     with pytest.raises(RuntimeError, match=r"Dropout: backward\(\) called before forward\(\)"):
         Dropout().backward(np.zeros((1, 1)))

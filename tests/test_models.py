@@ -82,7 +82,7 @@ def test_build_model_errors_list_the_names():
 
 @pytest.mark.parametrize("builder, kwargs, match", [
     (deep_cnn, {"widths": (8, 8)}, r"deep_cnn: `widths` must be three channel counts"),
-    (deep_cnn, {"dropout": 1.0}, r"deep_cnn: `dropout` must be in \[0\.0, 1\.0\)"),
+    (deep_cnn, {"dropout": 1.0}, r"deep_cnn: `dropout` must be a real number in \[0\.0, 1\.0\)"),
     (lenet5, {"activation": "gelu"}, r"lenet5: `activation` must be one of \['relu', 'tanh'\]"),
     (lenet5, {"input_shape": (28, 28)}, r"lenet5: `input_shape` must be a per-image shape \(C, H, W\)"),
     (lenet5, {"input_shape": (1, 8, 8)}, r"lenet5: `input_shape` \(1, 8, 8\) is too small"),

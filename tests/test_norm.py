@@ -148,9 +148,10 @@ def test_errors():
                                          r"training\. Got shape \(1, 3\)"):
         BatchNorm1D(3).forward(np.zeros((1, 3)))
     assert BatchNorm1D(3).forward(np.zeros((1, 3)), training=False).shape == (1, 3)
-    with pytest.raises(ValueError, match=r"BatchNorm2D: `momentum` must be in \[0\.0, 1\.0\]\. Got 1\.5\."):
+    with pytest.raises(ValueError,
+                       match=r"BatchNorm2D: `momentum` must be a real number in \[0\.0, 1\.0\]\. Got 1\.5\."):
         BatchNorm2D(3, momentum=1.5)
-    with pytest.raises(ValueError, match=r"BatchNorm1D: `eps` must be in \(0\.0, inf\]\. Got 0\."):
+    with pytest.raises(ValueError, match=r"BatchNorm1D: `eps` must be a real number in \(0\.0, inf\)\. Got 0\."):
         BatchNorm1D(3, eps=0)
     with pytest.raises(ValueError, match=r"BatchNorm2D: `num_features` must be an integer >= 1\. Got 0\."):
         BatchNorm2D(0)

@@ -62,17 +62,17 @@ def test_repr_and_call():
     (lambda: StepLR(0), ValueError, r"StepLR: `step_size` must be an integer >= 1. Got 0."),
     (lambda: StepLR(2.5), TypeError, r"StepLR: `step_size` must be an integer >= 1. Got 2.5."),
     (lambda: StepLR(2, gamma=0.0),
-     ValueError, r"StepLR: `gamma` must be a real number in \(0, 1\]. Got 0.0."),
+     ValueError, r"StepLR: `gamma` must be a real number in \(0.0, 1.0\]. Got 0.0."),
     (lambda: StepLR(2, gamma=1.5),
-     ValueError, r"StepLR: `gamma` must be a real number in \(0, 1\]. Got 1.5."),
+     ValueError, r"StepLR: `gamma` must be a real number in \(0.0, 1.0\]. Got 1.5."),
     (lambda: CosineLR(0), ValueError, r"CosineLR: `t_max` must be an integer >= 1. Got 0."),
     (lambda: CosineLR(5, eta_min=-1.0), ValueError,
-     r"CosineLR: `eta_min` must be a finite real number >= 0."),
+     r"CosineLR: `eta_min` must be a real number in \[0.0, inf\)."),
     (lambda: CosineLR(5, warmup_epochs=-1), ValueError,
      r"CosineLR: `warmup_epochs` must be an integer >= 0. Got -1."),
     (lambda: StepLR(2).lr_at(-1, 0.1), ValueError, r"StepLR: `epoch` must be an integer >= 0. Got -1."),
     (lambda: CosineLR(2).lr_at(0, -0.1), ValueError,
-     r"CosineLR: `base_lr` must be a real number >= 0. Got -0.1."),
+     r"CosineLR: `base_lr` must be a real number in \[0.0, inf\). Got -0.1."),
 ])
 def test_bad_arguments_raise(make, error, message):
     with pytest.raises(error, match=message):

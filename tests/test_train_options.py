@@ -34,8 +34,8 @@ def test_a_recipe_names_its_parts(recipe, expected):
     ("flip,flip", "`recipe` must be"),
     ("shift=-1", "`shift` must be an integer >= 0. Got -1."),
     ("shift=1.5", "`shift` must be a whole number of pixels. Got '1.5'."),
-    ("rotate=200", "`rotate` must be in [0.0, 180.0]. Got 200.0."),
-    ("rotate=nan", "`rotate` must be in"),
+    ("rotate=200", "`rotate` must be a real number in [0.0, 180.0]. Got 200.0."),
+    ("rotate=nan", "`rotate` must be a real number in [0.0, 180.0]. Got nan."),
 ])
 def test_a_bad_recipe_says_what_a_recipe_is(recipe, message):
     with pytest.raises(ValueError, match="^augment: ") as caught:

@@ -246,7 +246,7 @@ def test_fit_rejects_bad_data_before_training(name, x, y, error, match):
     ({"epochs": 0}, ValueError, r"fit: `epochs` must be an integer >= 1\. Got 0"),
     ({"batch_size": 0}, ValueError, r"`batch_size` must be an integer >= 1"),
     ({"optimizer": None}, TypeError, r"`optimizer` must be an optimiser with a step\(model\)"),
-    ({"validation_split": 1.0}, ValueError, r"`validation_split` must be in \[0\.0, 1\.0\)"),
+    ({"validation_split": 1.0}, ValueError, r"`validation_split` must be a real number in \[0\.0, 1\.0\)"),
     ({"validation_split": 0.0001}, ValueError, r"a fraction leaving a sample on each side"),
     ({"validation_data": (np.zeros((3, 28, 28), np.uint8), np.zeros(3, np.int64))}, ValueError,
      r"`validation_data\[0\]\.shape`"),

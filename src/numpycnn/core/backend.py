@@ -32,17 +32,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from numpycnn.errors import DeviceError
+from numpycnn.errors import DeviceError, fail
 
 #: How to get CuPy: the extra that installs it, and what it needs.
 GPU_HINT = ('Install CuPy with pip install "numpycnn[gpu]" (it needs an NVIDIA GPU with CUDA 12 and its '
             'driver), or use device "cpu".')
-
-
-def _fail(owner: str, name: str, expectation: str, got: str, hint: str = "", error: type = ValueError) -> Any:
-    """Raise in the house template of :func:`numpycnn.core.checks.fail` (which imports this module, so the
-    template is written out here)."""
-    raise error(f"{owner}: `{name}` must be {expectation}. Got {got}." + (f" {hint}" if hint else ""))
 
 
 class Device(NamedTuple):
@@ -85,16 +79,16 @@ def _cupy() -> ModuleType:
     except ImportError:
         cupy = None
     if cupy is None:
-        _fail("device", "device", "a device this machine can run", "'cuda', but CuPy is not installed", GPU_HINT,
-              DeviceError)
+        fail("device", "device", "a device this machine can run", "cuda", GPU_HINT, DeviceError,
+             got="'cuda', but CuPy is not installed")
     problem = None
     try:
         cupy.zeros(1, np.float32)  # allocates on the current GPU: fails without a driver or a GPU
     except Exception as err:  # CuPy raises several CUDA error types; all mean the same here
         problem = f"{type(err).__name__}: {err}"
     if problem is not None:
-        _fail("device", "device", "a device this machine can run",
-              f"'cuda', but CuPy cannot allocate on a GPU ({problem})", GPU_HINT, DeviceError)
+        fail("device", "device", "a device this machine can run", "cuda", GPU_HINT, DeviceError,
+             got=f"'cuda', but CuPy cannot allocate on a GPU ({problem})")
     return cupy
 
 
@@ -119,7 +113,7 @@ def register_device(name: str, module: Callable[[], Any], to_device: Callable[[A
     The tests register a NumPy-backed stand-in this way (``tests/fake_device.py``).
     """
     if not isinstance(name, str) or not name or name == "cpu":
-        _fail("register_device", "name", "a new device name other than 'cpu'", repr(name))
+        fail("register_device", "name", "a new device name other than 'cpu'", name)
     _DEVICES[name] = Device(name, module, to_device, to_host)
 
 
@@ -127,7 +121,7 @@ def get_device(name: Any) -> Device:
     """The device called ``name``, its array module loaded (raises if it cannot run on this machine)."""
     device = _DEVICES.get(name) if isinstance(name, str) else None
     if device is None:
-        _fail("device", "device", f"one of {sorted(_DEVICES)}", repr(name))
+        fail("device", "device", f"one of {sorted(_DEVICES)}", name)
     device.module()
     return device
 
@@ -140,8 +134,8 @@ def device_of(array: Any) -> str:
     for device in _DEVICES.values():
         if device.name != "cpu" and _loaded(device) is xp:
             return device.name
-    return _fail("device_of", "array", f"an array of a registered device ({sorted(_DEVICES)})",
-                 type(array).__name__, "Register its device with numpycnn.core.backend.register_device.", TypeError)
+    fail("device_of", "array", f"an array of a registered device ({sorted(_DEVICES)})", array,
+         "Register its device with numpycnn.core.backend.register_device.", TypeError, got=type(array).__name__)
 
 
 def _loaded(device: Device) -> Any:

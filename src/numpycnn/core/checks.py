@@ -1,27 +1,22 @@
-"""Argument and input checks shared by the layers, with one message template.
+"""Argument and input checks shared by the layers, the optimisers and the training loop.
 
-Every message follows ``"{owner}: `{name}` must be {expectation}. Got {value!r}."`` plus a hint where one exists,
-in the manner of scikit-learn's and Keras' parameter errors.
+Every message follows the one template of :func:`numpycnn.errors.fail` (re-exported here, where the checks that
+use it live): ``"{owner}: `{name}` must be {expectation}. Got {value!r}."`` plus a hint where one exists.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
 from numpycnn.core.backend import get_array_module
+from numpycnn.errors import fail
 
-
-def fail(owner: str, name: str, expectation: str, value: Any, hint: str = "", error: type = ValueError, *,
-         got: str | None = None) -> NoReturn:
-    """Raise ``error`` with the house message template; ``got`` describes the value instead of its ``repr``
-    (``"shape (28, 28)"`` for an array)."""
-    message = f"{owner}: `{name}` must be {expectation}. Got {repr(value) if got is None else got}."
-    if hint:
-        message += f" {hint}"
-    raise error(message)
+__all__ = ["as_float_array", "boolean", "fail", "float_dtype", "input_ndim", "input_size", "int_pair", "pair_config",
+           "positive_int", "real_in_range"]
 
 
 def positive_int(owner: str, name: str, value: Any, minimum: int = 1) -> int:
@@ -49,19 +44,29 @@ def pair_config(pair: tuple[int, int]) -> int | list[int]:
     return pair[0] if pair[0] == pair[1] else [pair[0], pair[1]]
 
 
-def real_in_range(owner: str, name: str, value: Any, low: float, high: float,
+def real_in_range(owner: str, name: str, value: Any, low: float, high: float = math.inf,
                   low_inclusive: bool = True, high_inclusive: bool = True) -> float:
-    """Return ``value`` as a float if it lies in the given interval, else raise."""
+    """Return ``value`` as a float if it is a real number in the interval from ``low`` to ``high``, else raise
+    ``TypeError`` (not a real number; booleans are not) or ``ValueError`` (outside, or NaN), both naming the
+    interval: ``"SGD: `lr` must be a real number in [0.0, inf). Got -0.1."``. An infinite ``high`` is open."""
+    lo = "[" if low_inclusive else "("
+    hi = "]" if high_inclusive and math.isfinite(high) else ")"
+    expectation = f"a real number in {lo}{low}, {high}{hi}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        fail(owner, name, "a real number", value, error=TypeError)
-    value = float(value)
-    ok_low = value >= low if low_inclusive else value > low
-    ok_high = value <= high if high_inclusive else value < high
-    if not (ok_low and ok_high) or np.isnan(value):
-        lo = "[" if low_inclusive else "("
-        hi = "]" if high_inclusive else ")"
-        fail(owner, name, f"in {lo}{low}, {high}{hi}", value)
-    return value
+        fail(owner, name, expectation, value, error=TypeError)
+    number = float(value)
+    ok_low = number >= low if low_inclusive else number > low
+    ok_high = number <= high if high_inclusive and math.isfinite(high) else number < high
+    if not (ok_low and ok_high) or math.isnan(number):
+        fail(owner, name, expectation, value)
+    return number
+
+
+def boolean(owner: str, name: str, value: Any) -> bool:
+    """Return ``value`` as a ``bool`` if it is one (NumPy's included), else raise ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        fail(owner, name, "True or False", value, error=TypeError)
+    return bool(value)
 
 
 def as_float_array(owner: str, x: Any) -> np.ndarray:

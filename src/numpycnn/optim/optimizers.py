@@ -19,45 +19,24 @@ Examples
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from numpycnn.core import backend
-from numpycnn.core.checks import fail
+from numpycnn.core.checks import boolean, fail, real_in_range
 from numpycnn.layers.base import Layer, iter_parameters
 
 if TYPE_CHECKING:
     from numpycnn.model.sequential import Sequential
 
 
-def _real(owner: str, name: str, value: Any, low: float, high: float = math.inf, high_inclusive: bool = False,
-          low_inclusive: bool = True) -> float:
-    """Return ``value`` as a float in the interval, else raise with the house template."""
-    lo, hi = "[" if low_inclusive else "(", "]" if high_inclusive else ")"
-    expectation = f"a real number in {lo}{low}, {high}{hi}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        fail(owner, name, expectation, value, error=TypeError)
-    v = float(value)
-    ok = (v >= low if low_inclusive else v > low) and (v <= high if high_inclusive else v < high)
-    if not ok or math.isnan(v):
-        fail(owner, name, expectation, value)
-    return v
-
-
-def _bool(owner: str, name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        fail(owner, name, "True or False", value, error=TypeError)
-    return bool(value)
-
-
 class Optimizer:
     """Base class: per-parameter state, ``step``, ``state_dict`` and ``load_state_dict``.
 
     Subclasses set :attr:`n_scratch`, implement :meth:`slot_names`, :meth:`hyperparameters` (the constructor
-    arguments, JSON-serialisable) and :meth:`_update` (one parameter's update, in place).
+    arguments, JSON-serialisable) and ``_update`` (one parameter's update, in place).
 
     Attributes
     ----------
@@ -79,13 +58,14 @@ class Optimizer:
     n_scratch: ClassVar[int] = 1
 
     def __init__(self, lr: float) -> None:
-        self.lr = _real(self.name, "lr", lr, 0.0)
+        self.lr = real_in_range(self.name, "lr", lr, 0.0)
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.steps: dict[str, int] = {}
         self._scratch: dict[str, list[np.ndarray]] = {}
 
     @property
     def name(self) -> str:
+        """The class name, as messages show the optimiser."""
         return type(self).__name__
 
     def slot_names(self) -> tuple[str, ...]:
@@ -103,7 +83,7 @@ class Optimizer:
     # -- stepping --------------------------------------------------------------------------------------------
     def step(self, model: Sequential | Sequence[Layer]) -> None:
         """Update every trainable parameter of ``model`` (a ``Sequential`` or a list of layers) in place."""
-        _real(self.name, "lr", self.lr, 0.0)  # a schedule may have set it
+        real_in_range(self.name, "lr", self.lr, 0.0)  # a schedule may have set it
         for name, p, g in iter_parameters(model):
             if g.shape != p.shape:
                 raise ValueError(
@@ -275,10 +255,10 @@ class SGD(Optimizer):
     def __init__(self, lr: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
                  dampening: float = 0.0) -> None:
         super().__init__(lr)
-        self.momentum = _real(self.name, "momentum", momentum, 0.0, 1.0)
-        self.nesterov = _bool(self.name, "nesterov", nesterov)
-        self.weight_decay = _real(self.name, "weight_decay", weight_decay, 0.0)
-        self.dampening = _real(self.name, "dampening", dampening, 0.0, 1.0, high_inclusive=True)
+        self.momentum = real_in_range(self.name, "momentum", momentum, 0.0, 1.0, high_inclusive=False)
+        self.nesterov = boolean(self.name, "nesterov", nesterov)
+        self.weight_decay = real_in_range(self.name, "weight_decay", weight_decay, 0.0)
+        self.dampening = real_in_range(self.name, "dampening", dampening, 0.0, 1.0)
         if self.nesterov and (self.momentum == 0.0 or self.dampening != 0.0):
             fail(self.name, "nesterov", "False unless momentum > 0 and dampening == 0",
                  {"momentum": self.momentum, "dampening": self.dampening},
@@ -363,10 +343,10 @@ class Adam(Optimizer):
         super().__init__(lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             fail(self.name, "betas", "a pair of real numbers in [0, 1)", betas, error=TypeError)
-        self.betas = (_real(self.name, "betas[0]", betas[0], 0.0, 1.0),
-                      _real(self.name, "betas[1]", betas[1], 0.0, 1.0))
-        self.eps = _real(self.name, "eps", eps, 0.0)
-        self.weight_decay = _real(self.name, "weight_decay", weight_decay, 0.0)
+        self.betas = (real_in_range(self.name, "betas[0]", betas[0], 0.0, 1.0, high_inclusive=False),
+                      real_in_range(self.name, "betas[1]", betas[1], 0.0, 1.0, high_inclusive=False))
+        self.eps = real_in_range(self.name, "eps", eps, 0.0)
+        self.weight_decay = real_in_range(self.name, "weight_decay", weight_decay, 0.0)
 
     def slot_names(self) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq")
@@ -480,10 +460,10 @@ class RMSProp(Optimizer):
     def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
                  weight_decay: float = 0.0) -> None:
         super().__init__(lr)
-        self.alpha = _real(self.name, "alpha", alpha, 0.0, 1.0)
-        self.eps = _real(self.name, "eps", eps, 0.0)
-        self.momentum = _real(self.name, "momentum", momentum, 0.0, 1.0)
-        self.weight_decay = _real(self.name, "weight_decay", weight_decay, 0.0)
+        self.alpha = real_in_range(self.name, "alpha", alpha, 0.0, 1.0, high_inclusive=False)
+        self.eps = real_in_range(self.name, "eps", eps, 0.0)
+        self.momentum = real_in_range(self.name, "momentum", momentum, 0.0, 1.0, high_inclusive=False)
+        self.weight_decay = real_in_range(self.name, "weight_decay", weight_decay, 0.0)
 
     def slot_names(self) -> tuple[str, ...]:
         return ("square_avg", "momentum_buffer") if self.momentum != 0.0 else ("square_avg",)

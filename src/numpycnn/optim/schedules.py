@@ -16,14 +16,13 @@ Examples
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
-from numpycnn.core.checks import fail, positive_int
+from numpycnn.core.checks import positive_int, real_in_range
 
 
 class Schedule:
-    """Base class: linear warmup, then :meth:`_decay` of the epochs after it.
+    """Base class: linear warmup, then ``_decay`` of the epochs after it (what a subclass implements).
 
     Parameters
     ----------
@@ -37,14 +36,13 @@ class Schedule:
 
     @property
     def name(self) -> str:
+        """The class name, as messages and ``repr`` show the schedule."""
         return type(self).__name__
 
     def lr_at(self, epoch: int, base_lr: float) -> float:
         """The learning rate for ``epoch`` (0-based) when the optimiser started at ``base_lr``."""
         epoch = positive_int(self.name, "epoch", epoch, minimum=0)
-        if isinstance(base_lr, bool) or not isinstance(base_lr, numbers.Real) or not base_lr >= 0:
-            fail(self.name, "base_lr", "a real number >= 0", base_lr)
-        base_lr = float(base_lr)
+        base_lr = real_in_range(self.name, "base_lr", base_lr, 0.0)
         w = self.warmup_epochs
         if epoch < w:
             return base_lr * (epoch + 1) / (w + 1)
@@ -87,9 +85,7 @@ class StepLR(Schedule):
     def __init__(self, step_size: int, gamma: float = 0.1, warmup_epochs: int = 0) -> None:
         super().__init__(warmup_epochs)
         self.step_size = positive_int(self.name, "step_size", step_size)
-        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 < gamma <= 1.0:
-            fail(self.name, "gamma", "a real number in (0, 1]", gamma)
-        self.gamma = float(gamma)
+        self.gamma = real_in_range(self.name, "gamma", gamma, 0.0, 1.0, low_inclusive=False)
 
     def _decay(self, epoch: int, base_lr: float) -> float:
         return base_lr * self.gamma ** (epoch // self.step_size)
@@ -126,10 +122,7 @@ class CosineLR(Schedule):
     def __init__(self, t_max: int, eta_min: float = 0.0, warmup_epochs: int = 0) -> None:
         super().__init__(warmup_epochs)
         self.t_max = positive_int(self.name, "t_max", t_max)
-        if (isinstance(eta_min, bool) or not isinstance(eta_min, numbers.Real)
-                or not 0.0 <= eta_min < math.inf):
-            fail(self.name, "eta_min", "a finite real number >= 0", eta_min)
-        self.eta_min = float(eta_min)
+        self.eta_min = real_in_range(self.name, "eta_min", eta_min, 0.0)
 
     def _decay(self, epoch: int, base_lr: float) -> float:
         return self.eta_min + (base_lr - self.eta_min) * (1.0 + math.cos(math.pi * epoch / self.t_max)) / 2.0
