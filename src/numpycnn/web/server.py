@@ -15,6 +15,11 @@ Routes
                               before and after, the first filters and their change (:func:`~.learn.sgd_step`)
 ``POST /api/weight-gradient`` the same as gradients plus ``"layer", "filter", "in_channel", "row", "col"`` ->
                               one convolution weight's gradient as a sum (:func:`~.learn.weight_gradient`)
+``POST /api/train``           ``{"model", "optimizer", "lr", "batch_size", "epochs", "images", "seed"}`` (each
+                              optional, each bounded) -> starts a training on MNIST in the background
+                              (:class:`numpycnn.web.train.TrainingJob`); 409 while one runs
+``GET /api/train/status``     its state, step, curve, epochs, first-layer filters and test accuracy
+``POST /api/train/cancel``    ``{"id"?}`` -> the training stops at its next step; 409 if none runs
 
 Every request is checked before anything is decoded: the body's length from ``Content-Length`` (at most
 :data:`MAX_BODY_BYTES`; a longer one is refused with 413 without being read), the content type, the JSON, the
@@ -25,7 +30,9 @@ package's own ``static/`` folder at start, so no request path reaches the file s
 loopback address the server answers only requests addressed to a loopback name (against DNS rebinding).
 Requests are served on threads; each model runs one request at a time (its layers keep caches). The learning
 routes never touch a served model: under its lock they copy it (:func:`numpycnn.web.learn.working_copy`) and
-then run backward, and step, on the copy alone.
+then run backward, and step, on the copy alone. A training runs on a thread of its own and touches no served
+model; the model it trains is offered (``trained-1``, ...) once it is done, at most :data:`MAX_TRAINED` of them
+in memory. Closing the server cancels a running training and waits for its thread.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from numpycnn.errors import DataError
-from numpycnn.web import explain, learn
+from numpycnn.web import explain, learn, train
 
 #: Largest request body read, in bytes; a drawing is a few kilobytes, a phone photo a few megabytes.
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -56,6 +63,8 @@ MAX_PIXELS = 25_000_000
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
 #: Seconds a connection may stay silent before it is dropped.
 TIMEOUT = 30
+#: Models trained in the page kept on offer, in memory; the oldest goes when one more is trained.
+MAX_TRAINED = 4
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                   ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
@@ -166,13 +175,54 @@ class App:
         if self.default not in self.models:
             raise ValueError(f"App: `default` must be one of {list(self.models)}. Got {default!r}.")
         self.static = {path.name: path.read_bytes() for path in STATIC_DIR.iterdir() if path.is_file()}
+        self.trained: list[str] = []  # names of the models trained here, oldest first
+        self.models_lock = threading.Lock()  # for writers; readers see one dict or the next (copy on write)
+        self.training = train.TrainingJob(publish=self.add_trained)
 
     def served(self, name: Any) -> ServedModel:
+        models = self.models  # one dict throughout: a training may replace it meanwhile (add_trained)
         if name is None:
-            return self.models[self.default]
-        if not isinstance(name, str) or name not in self.models:
-            raise RequestError(404, f"`model` must be one of {sorted(self.models)}. Got {name!r}.")
-        return self.models[name]
+            return models[self.default]
+        if not isinstance(name, str) or name not in models:
+            raise RequestError(404, f"`model` must be one of {sorted(models)}. Got {name!r}.")
+        return models[name]
+
+    def add_trained(self, model: Any, description: str, accuracy: float) -> tuple[str, str]:
+        """Offer a model trained in the page as ``trained-N`` (dropping the oldest beyond :data:`MAX_TRAINED`);
+        its name and title. The models' dict is replaced, never changed, so requests that read it need no lock."""
+        with self.models_lock:
+            number = len(self.trained) + 1
+            name = f"trained-{number}"  # never a shipped model's name nor "file"
+            entry = ServedModel(name, f"Trained here #{number}: {description}", model,
+                                "trained in this page (in memory)", accuracy)
+            self.trained.append(name)
+            models = {**self.models, name: entry}
+            for old in self.trained[:-MAX_TRAINED]:
+                models.pop(old, None)
+            self.models = models
+        return name, entry.title
+
+    def train(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """``/api/train`` (settings checked, then a training started) and ``/api/train/cancel``."""
+        try:
+            if path == "/api/train/cancel":
+                if set(payload) - {"id"}:
+                    raise RequestError(400, f"/api/train/cancel takes only `id`. Got {sorted(payload)!r:.80}.")
+                run_id = payload.get("id")
+                if run_id is not None and (isinstance(run_id, bool) or not isinstance(run_id, int)):
+                    raise RequestError(400, f"`id` must be an integer. Got {run_id!r:.40}.")
+                return self.training.cancel(run_id)
+            try:
+                settings = train.check_settings(payload)
+            except ValueError as err:
+                raise RequestError(400, str(err)) from None
+            return self.training.start(settings)
+        except (train.Busy, train.NotRunning) as err:
+            raise RequestError(409, str(err)) from None
+
+    def close(self) -> None:
+        """Cancel a running training and wait for its thread."""
+        self.training.close()
 
     def list_models(self) -> dict[str, Any]:
         return {"default": self.default, "models": [entry.summary() for entry in self.models.values()]}
@@ -239,8 +289,9 @@ class Handler(BaseHTTPRequestHandler):
     timeout = TIMEOUT
     server: WebServer
 
-    GET_ROUTES = ("/api/models", "/api/model")
-    POST_ROUTES = ("/api/predict", "/api/conv-step", "/api/gradients", "/api/sgd-step", "/api/weight-gradient")
+    GET_ROUTES = ("/api/models", "/api/model", "/api/train/status")
+    POST_ROUTES = ("/api/predict", "/api/conv-step", "/api/gradients", "/api/sgd-step", "/api/weight-gradient",
+                   "/api/train", "/api/train/cancel")
 
     def parse_request(self) -> bool:
         if not super().parse_request():
@@ -292,6 +343,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/model":
             names = parse_qs(query).get("name")
             return app.describe(names[-1] if names else None)
+        if path == "/api/train/status":
+            return app.training.status()
         if path in self.POST_ROUTES:
             raise RequestError(405, f"{path} answers POST only.")
         name = "index.html" if path in ("/", "/index.html") else path[len("/static/"):] \
@@ -309,6 +362,8 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         if path == "/api/predict":
             return app.predict(payload)
+        if path.startswith("/api/train"):
+            return app.train(path, payload)
         return app.conv_step(payload) if path == "/api/conv-step" else app.learn(path, payload)
 
     def _read_json(self) -> dict[str, Any]:
@@ -387,6 +442,11 @@ class WebServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.app, self.log = app, log
         self.loopback_only = address[0] in ("127.0.0.1", "localhost", "::1")
+
+    def server_close(self) -> None:
+        """Cancel a running training (waiting for its thread), then close the socket."""
+        self.app.close()
+        super().server_close()
 
     @property
     def url(self) -> str:

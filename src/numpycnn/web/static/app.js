@@ -804,6 +804,236 @@
     showWeightGrad(where, false);
   });
 
+  // -- train it yourself -------------------------------------------------------------------------------------
+  // POST /api/train starts a training in the server; the page asks GET /api/train/status every TRAIN_POLL_MS
+  // until it ends, and redraws the progress, the two curves, the filters and, at the end, the test accuracy.
+  const TRAIN_POLL_MS = 300;
+  const LR_DEFAULTS = { sgd: 0.1, adam: 0.001 };
+  const TRAIN_INPUTS = { "train-batch": "batch_size", "train-epochs": "epochs", "train-images": "images" };
+  const training = { id: null, timer: null, filtersDrawn: null, resultShown: null };
+
+  function trainSettings() {
+    return {
+      model: $("train-model").value, optimizer: $("train-optimizer").value, lr: Number($("train-lr").value),
+      batch_size: Number($("train-batch").value), epochs: Number($("train-epochs").value), images: Number($("train-images").value),
+    };
+  }
+
+  function trainMessage(text, isError) {
+    $("train-state").textContent = text;
+    $("train-state").classList.toggle("error", Boolean(isError));
+  }
+
+  function niceCeil(v) { // a round number (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten) at least v
+    if (!(v > 0)) return 1;
+    const p = 10 ** Math.floor(Math.log10(v));
+    return [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].map((m) => m * p).find((m) => m >= v * (1 - 1e-9));
+  }
+
+  // One curve on a canvas: steps 0..opts.steps across, opts.yMin..opts.yMax up, dashed lines at the epochs'
+  // ends and, with opts.hline, a horizontal line (the test accuracy).
+  function drawChart(canvas, xs, ys, opts) {
+    const dpr = Math.min(2, window.devicePixelRatio || 1);
+    const W = 440, H = 190, left = 46, right = 12, top = 12, bottom = 30;
+    if (canvas.width !== W * dpr) { canvas.width = W * dpr; canvas.height = H * dpr; }
+    const g = canvas.getContext("2d");
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.fillStyle = "#fff";
+    g.fillRect(0, 0, W, H);
+    const X = (x) => left + (W - left - right) * x / Math.max(1, opts.steps);
+    const Y = (y) => top + (H - top - bottom) * (1 - (y - opts.yMin) / (opts.yMax - opts.yMin));
+    g.font = "11px system-ui, sans-serif";
+    g.lineWidth = 1;
+    for (let k = 0; k <= 4; k++) { // grid lines and their values
+      const v = opts.yMin + (opts.yMax - opts.yMin) * k / 4;
+      g.strokeStyle = "#e3e7ec";
+      g.beginPath(); g.moveTo(left, Y(v)); g.lineTo(W - right, Y(v)); g.stroke();
+      g.fillStyle = "#5b6673"; g.textAlign = "right"; g.textBaseline = "middle";
+      g.fillText(opts.percent ? `${Math.round(100 * v)}%` : fmt(v, 2), left - 5, Y(v));
+    }
+    g.textAlign = "center"; g.textBaseline = "top";
+    g.fillText("0", X(0), H - bottom + 5);
+    g.fillText(String(opts.steps), X(opts.steps) - 8, H - bottom + 5);
+    g.fillText("step", (left + W - right) / 2, H - bottom + 5);
+    g.strokeStyle = "#aab4c0";
+    g.setLineDash([3, 3]);
+    for (let e = 1; e < opts.epochs; e++) {
+      const x = X(e * opts.perEpoch);
+      g.beginPath(); g.moveTo(x, top); g.lineTo(x, H - bottom); g.stroke();
+      g.textBaseline = opts.epochLabels === "top" ? "top" : "bottom";
+      g.fillText(`epoch ${e + 1}`, x + 24, opts.epochLabels === "top" ? top + 2 : H - bottom - 2);
+    }
+    if (opts.hline !== null) {
+      g.strokeStyle = "#1f7a3a"; g.lineWidth = 1.5;
+      g.beginPath(); g.moveTo(left, Y(opts.hline)); g.lineTo(W - right, Y(opts.hline)); g.stroke();
+    }
+    g.setLineDash([]);
+    g.strokeStyle = g.fillStyle = opts.colour;
+    g.lineWidth = 2;
+    g.beginPath();
+    xs.forEach((x, k) => (k ? g.lineTo(X(x), Y(ys[k])) : g.moveTo(X(x), Y(ys[k]))));
+    g.stroke();
+    if (xs.length) { g.beginPath(); g.arc(X(xs[xs.length - 1]), Y(ys[ys.length - 1]), 3, 0, 2 * Math.PI); g.fill(); }
+    if (opts.hline !== null) { // its label on the left, over the curve, in a white box
+      const label = `test ${(100 * opts.hline).toFixed(1)}%`, width = g.measureText(label).width;
+      g.fillStyle = "rgba(255, 255, 255, 0.92)";
+      g.fillRect(left + 4, Y(opts.hline) + 3, width + 6, 15);
+      g.fillStyle = "#1f7a3a"; g.textAlign = "left"; g.textBaseline = "top";
+      g.fillText(label, left + 7, Y(opts.hline) + 5);
+    }
+    canvas.dataset.points = String(xs.length);
+    canvas.dataset.last = xs.length ? String(ys[ys.length - 1]) : "";
+    canvas.setAttribute("aria-label", `${opts.name}: ` + (xs.length ? `${fmt(ys[0], 3)} at step ${xs[0]}, ${fmt(ys[ys.length - 1], 3)} at step ${xs[xs.length - 1]} of ${opts.steps}` : "no steps yet"));
+  }
+
+  function drawCurves(s) {
+    $("train-loss-every").textContent = s.curve_every > 1 ? `each point the mean over ${s.curve_every} batches` : "one point per batch";
+    const steps = s.steps || 1, common = { steps, epochs: s.epochs || 1, perEpoch: s.steps_per_epoch || steps };
+    const loss = s.curve ? s.curve.loss : [], xs = s.curve ? s.curve.step : [];
+    drawChart($("train-loss"), xs, loss, { ...common, name: "Training loss", yMin: 0, yMax: niceCeil(Math.max(0.5, ...loss)), colour: "#b3261e", percent: false, hline: null, epochLabels: "top" });
+    drawChart($("train-accuracy"), xs, s.curve ? s.curve.accuracy : [], { ...common, name: "Training accuracy", yMin: 0, yMax: 1, colour: "#2a62b8", percent: true, hline: s.test ? s.test.accuracy : null, epochLabels: "bottom" });
+  }
+
+  // The filters at the start above the filters now, on one colour scale, and their change on its own scale.
+  function drawTrainFilters(s) {
+    const key = `${s.id}:${s.filters_step}:${s.state}`;
+    if (!s.filters || !s.initial_filters || training.filtersDrawn === key) return;
+    training.filtersDrawn = key;
+    const [f, c, kh, kw] = s.filters.shape;
+    const size = c * kh * kw, start = decode(s.initial_filters), now = decode(s.filters);
+    const change = now.map((v, k) => v - start[k]);
+    const scale = Math.max(absMaxOf(start), absMaxOf(now)), dScale = absMaxOf(change);
+    const rows = el("div", { className: "train-filter-rows" });
+    rows.style.setProperty("--filters", String(f));
+    for (const [label, values, when, sc] of [["at the start", start, "at the start", scale], [`step ${s.filters_step}`, now, "now", scale], ["change", change, "change", dScale]]) {
+      rows.append(el("span", { textContent: label }));
+      for (let k = 0; k < f; k++) {
+        const canvas = heatCanvas(values, k * size, kh, kw, sc);
+        canvas.setAttribute("aria-label", `filter ${k} ${when}`);
+        canvas.dataset.filter = k;
+        rows.append(canvas);
+      }
+    }
+    const notes = [el("div", { className: "scale-row" }, ["weights ", colourBar(scale), "  change ", colourBar(dScale)])];
+    if (c > 1) notes.push(el("p", { className: "note", textContent: `input channel 0 of ${c} shown` }));
+    if (s.filters.total > f) notes.push(el("p", { className: "note", textContent: `${f} of ${s.filters.total} shown` }));
+    $("train-filters").replaceChildren(rows, ...notes);
+    $("train-filters").dataset.step = String(s.filters_step);
+    $("train-filters").dataset.run = String(s.id);
+  }
+
+  function trainStateText(s) {
+    const time = `${(s.seconds || 0).toFixed(1)} s`;
+    if (s.state === "starting") return "Starting: reading MNIST and building the network…";
+    if (s.state === "training") return `Epoch ${s.epoch + 1} of ${s.epochs}, step ${s.step} of ${s.steps}, ${time}` + (s.cancel_requested ? " (cancelling…)" : "");
+    if (s.state === "testing") return `Trained in ${s.steps} steps; now testing on MNIST's 10,000 test images…`;
+    if (s.state === "done") return `Done: ${s.steps} steps in ${time}.`;
+    if (s.state === "cancelled") return `${s.message} (after ${s.step} of ${s.steps} steps)`;
+    if (s.state === "failed") return `Failed: ${s.message}`;
+    return "No training yet.";
+  }
+
+  function showTrainResult(s) {
+    const key = `${s.id}:${s.state}`;
+    if (training.resultShown === key) return;
+    training.resultShown = key;
+    if (s.state !== "done") { $("train-result").replaceChildren(); return; }
+    const acc = el("span", { className: "accuracy", id: "train-test-accuracy", textContent: `${(100 * s.test.accuracy).toFixed(2)}%` });
+    acc.dataset.value = String(s.test.accuracy);
+    const use = el("button", { type: "button", id: "train-use", textContent: "Draw with it" });
+    use.addEventListener("click", () => {
+      $("model").value = s.model;
+      chooseModel(s.model).then(() => $("draw-panel").scrollIntoView({ behavior: "smooth", block: "start" }))
+        .catch((err) => setStatus(err.message, true));
+    });
+    const rows = s.history.map((h) => el("tr", {}, [h.epoch, fmt(h.loss, 4), `${(100 * h.accuracy).toFixed(2)}%`, `${h.seconds.toFixed(1)} s`].map((t) => el("td", { textContent: String(t) }))));
+    const head = el("tr", {}, ["epoch", "training loss", "training accuracy", "time"].map((t) => el("th", { textContent: t })));
+    $("train-result").replaceChildren(
+      el("p", {}, ["Test accuracy: ", acc, ` on MNIST's ${s.test.images.toLocaleString("en")} test images, which the training never saw. ` +
+        `The network is in the Model list as “${s.model_title}”. `, use]),
+      el("table", { className: "updates" }, [head, ...rows]),
+    );
+    $("train-result").dataset.model = s.model;
+  }
+
+  function showTraining(s) {
+    training.id = s.id;
+    const panel = $("train-panel");
+    panel.dataset.state = s.state;
+    panel.dataset.step = String(s.step || 0);
+    if (s.id !== null) panel.dataset.run = String(s.id);
+    if (s.running) document.body.dataset.training = "1"; else delete document.body.dataset.training;
+    $("train-start").disabled = s.running;
+    $("train-cancel").disabled = !s.running || s.cancel_requested;
+    $("train-progress").value = s.state === "done" || s.state === "testing" ? 1 : (s.steps ? s.step / s.steps : 0);
+    trainMessage(trainStateText(s), s.state === "failed");
+    if (s.id === null) return;
+    drawCurves(s);
+    drawTrainFilters(s);
+    showTrainResult(s);
+  }
+
+  function pollTraining() {
+    clearTimeout(training.timer);
+    training.timer = setTimeout(async () => {
+      let s;
+      try {
+        s = await api("/api/train/status");
+      } catch (err) {
+        delete document.body.dataset.training;
+        trainMessage(`Cannot reach the server: ${err.message}`, true);
+        return;
+      }
+      showTraining(s);
+      if (s.running) pollTraining();
+      else if (s.state === "done") await refreshModels().catch((err) => setStatus(err.message, true));
+    }, TRAIN_POLL_MS);
+  }
+
+  async function refreshModels() { // the Model list again, with the new network; the choice stays
+    const listing = await api("/api/models");
+    const current = $("model").value;
+    state.models = listing.models;
+    $("model").replaceChildren(...listing.models.map((m) => el("option", { value: m.name, textContent: m.title })));
+    if (listing.models.some((m) => m.name === current)) $("model").value = current;
+    else { $("model").value = listing.default; await chooseModel(listing.default); }
+  }
+
+  $("train-optimizer").addEventListener("change", () => { $("train-lr").value = LR_DEFAULTS[$("train-optimizer").value]; });
+
+  $("train-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      showTraining(await api("/api/train", trainSettings()));
+      pollTraining();
+    } catch (err) {
+      trainMessage(err.message, true);
+    }
+  });
+
+  $("train-cancel").addEventListener("click", async () => {
+    try {
+      showTraining(await api("/api/train/cancel", { id: training.id }));
+    } catch (err) {
+      trainMessage(err.message, true);
+    }
+  });
+
+  async function startTraining() { // the limits and defaults from the server; a training already running
+    const s = await api("/api/train/status");
+    for (const [id, key] of Object.entries(TRAIN_INPUTS)) {
+      $(id).min = s.limits[key][0];
+      $(id).max = s.limits[key][1];
+      $(id).value = s.defaults[key];
+    }
+    $("train-lr").max = s.limits.lr[1];
+    $("train-lr").value = s.defaults.lr;
+    $("train-model").value = s.defaults.model;
+    $("train-optimizer").value = s.defaults.optimizer;
+    showTraining(s);
+    if (s.running) pollTraining();
+  }
+
   // -- models ------------------------------------------------------------------------------------------------
   async function chooseModel(name) {
     state.model = name;
@@ -829,6 +1059,7 @@
     $("model").replaceChildren(...listing.models.map((m) => el("option", { value: m.name, textContent: m.title })));
     $("model").value = listing.default;
     await chooseModel(listing.default);
+    await startTraining();
     document.body.dataset.ready = "1";
   }
   start().catch((err) => setStatus("Cannot reach the server: " + err.message, true));
