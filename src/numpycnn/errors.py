@@ -11,9 +11,10 @@ from typing import Any, NoReturn
 
 def fail(owner: str, name: str, expectation: str, value: Any, hint: str = "", error: type = ValueError, *,
          got: str | None = None) -> NoReturn:
-    """Raise ``error`` with the house message template, in the manner of scikit-learn's and Keras' parameter
-    errors: ``"{owner}: `{name}` must be {expectation}. Got {value!r}."`` plus ``hint`` where one exists.
-    ``got`` describes the value instead of its ``repr`` (``"shape (28, 28)"`` for an array).
+    """Raise ``error`` with the house message template, in the manner of scikit-learn's and Keras' errors.
+
+    The message is ``{owner}: `{name}` must be {expectation}. Got {value!r}.`` plus ``hint`` where one
+    exists; ``got`` describes the value instead of its ``repr`` (``"shape (28, 28)"`` for an array).
 
     Examples
     --------

@@ -46,9 +46,12 @@ def pair_config(pair: tuple[int, int]) -> int | list[int]:
 
 def real_in_range(owner: str, name: str, value: Any, low: float, high: float = math.inf,
                   low_inclusive: bool = True, high_inclusive: bool = True) -> float:
-    """Return ``value`` as a float if it is a real number in the interval from ``low`` to ``high``, else raise
-    ``TypeError`` (not a real number; booleans are not) or ``ValueError`` (outside, or NaN), both naming the
-    interval: ``"SGD: `lr` must be a real number in [0.0, inf). Got -0.1."``. An infinite ``high`` is open."""
+    """Return ``value`` as a float if it is a real number in the interval from ``low`` to ``high``, else raise.
+
+    ``TypeError`` if it is not a real number (booleans are not), ``ValueError`` if it lies outside or is NaN;
+    both messages name the interval, as in ``SGD: `lr` must be a real number in [0.0, inf). Got -0.1.``
+    An infinite ``high`` is open.
+    """
     lo = "[" if low_inclusive else "("
     hi = "]" if high_inclusive and math.isfinite(high) else ")"
     expectation = f"a real number in {lo}{low}, {high}{hi}"
