@@ -198,6 +198,8 @@ def test_seed_network_shapes_match_pytorch_at_float32():
         ((1, 1, 5, 3, 0), (1, 11, 12), (1, 3, 3)),
         ((1, 2, 1), (1, 1, 1), (2, 1, 1)),
         ((1, 2, 3, 1, 1), (1, 1, 1), (2, 1, 1)),
+        ((3, 6, 3, 1, 2, True, 2, 3), (3, 9, 9), (6, 9, 9)),  # dilation and groups, after bias
+        ((2, 4, (3, 2), 2, 0, False, (2, 3)), (2, 11, 8), (4, 4, 3)),
     ],
 )
 def test_shape_table(args, in_shape, out_shape):
@@ -315,6 +317,9 @@ def test_parameters_config_and_initialisation():
         ({"padding": (1, -1)}, ValueError, r"Conv2D: `padding` must be an integer >= 0. Got -1."),
         ({"bias": "yes"}, TypeError, r"Conv2D: `bias` must be True or False. Got 'yes'."),
         ({"dtype": np.int32}, TypeError, r"Conv2D: `dtype` must be float32 or float64."),
+        ({"dilation": 0}, ValueError, r"Conv2D: `dilation` must be an integer >= 1. Got 0."),
+        ({"groups": 2}, ValueError, r"Conv2D: `groups` must be an integer that divides both in_channels and "
+                                    r"out_channels. Got groups=2, in_channels=1, out_channels=2.$"),
     ],
 )
 def test_constructor_errors(kwargs, error, message):

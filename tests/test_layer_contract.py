@@ -1,7 +1,7 @@
 """One contract suite run over every registered layer (the scikit-learn ``check_estimator`` idea).
 
 Each layer class in ``LAYER_REGISTRY`` needs a case below: a small valid constructor config and an input
-shape.
+shape. ``VARIANTS`` adds more configurations of a layer (Conv2D's dilated and grouped paths) to the same suite.
 A new layer without a case fails ``test_every_registered_layer_has_a_case``.
 """
 
@@ -40,10 +40,23 @@ CASES = {
 }
 
 
+#: More configurations of a layer that run through the whole contract suite: case id -> (layer name, constructor
+#: kwargs, input shape). Conv2D's general path (functional.conv.conv2d_forward_general): dilated, grouped,
+#: depthwise with a channel multiplier.
+VARIANTS = {
+    "Conv2D-dilated": ("Conv2D", {"in_channels": 2, "out_channels": 3, "kernel_size": (3, 2), "stride": (1, 2),
+                                  "padding": (2, 1), "dilation": (2, 3)}, (2, 2, 7, 8)),
+    "Conv2D-grouped": ("Conv2D", {"in_channels": 4, "out_channels": 6, "kernel_size": 3, "stride": 2,
+                                  "padding": 1, "groups": 2}, (2, 4, 7, 6)),
+    "Conv2D-depthwise": ("Conv2D", {"in_channels": 3, "out_channels": 6, "kernel_size": 3, "padding": 2,
+                                    "dilation": 2, "groups": 3, "bias": False}, (2, 3, 5, 6)),
+}
+
 #: More cases for the device check, for the kernels the cases above do not reach: the channel-major and
 #: strided convolutions (col2im), the 2x2 max-pooling fast path, a convolution without bias.
 DEVICE_CASES = {
     **{name: (name, *case) for name, case in CASES.items()},
+    **VARIANTS,
     "Conv2D-channel-major-strided": ("Conv2D", {"in_channels": 8, "out_channels": 4, "kernel_size": 3,
                                                 "stride": 2, "padding": 1}, (3, 8, 7, 6)),
     "Conv2D-channel-major-wide": ("Conv2D", {"in_channels": 8, "out_channels": 4, "kernel_size": 3,
@@ -55,6 +68,8 @@ DEVICE_CASES = {
 
 def make(name, seed=0, case=None):
     """The layer (params drawn from ``seed``), an input and an upstream gradient, all float32."""
+    if case is None and name in VARIANTS:
+        name, *case = VARIANTS[name]
     if name not in LAYER_REGISTRY:
         pytest.skip(f"{name} is not in LAYER_REGISTRY (not implemented yet)")
     kwargs, shape = CASES[name] if case is None else case
@@ -83,7 +98,7 @@ def cache_nbytes(obj):
     return 0
 
 
-NAMES = sorted(CASES)
+NAMES = sorted(CASES) + sorted(VARIANTS)
 
 
 def test_every_registered_layer_has_a_case():
@@ -94,7 +109,7 @@ def test_every_registered_layer_has_a_case():
 
 def test_every_case_names_a_registered_layer():
     """The layers the project promises (issue 2) exist; a case for a removed or renamed layer fails here."""
-    unknown = sorted(set(CASES) - set(LAYER_REGISTRY))
+    unknown = sorted((set(CASES) | {name for name, *_ in VARIANTS.values()}) - set(LAYER_REGISTRY))
     assert not unknown, f"no registered layer for contract cases {unknown}; is its module imported?"
 
 
@@ -154,7 +169,7 @@ def test_cache_is_overwritten_not_appended(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_backward_before_forward_raises(name):
     layer, x = make(name)
-    with pytest.raises(RuntimeError, match=rf"{name}: backward\(\) called before forward\(\)"):
+    with pytest.raises(RuntimeError, match=rf"{layer.name}: backward\(\) called before forward\(\)"):
         layer.backward(np.zeros(x.shape, np.float32))
 
 

@@ -82,6 +82,37 @@ def test_random_mixes_cover_every_layer_and_option():
     assert len(strides) >= 3 and len(pads) >= 3 and last == {"Softmax", "Dense"}
 
 
+#: Conv2D arguments of the general path: dilated, grouped, depthwise with a channel multiplier, and all at once
+DILATED_GROUPED = [
+    {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "padding": 2, "dilation": 2},
+    {"in_channels": 4, "out_channels": 6, "kernel_size": (3, 2), "stride": 2, "padding": (1, 0), "groups": 2},
+    {"in_channels": 3, "out_channels": 6, "kernel_size": 3, "padding": 1, "groups": 3, "bias": False},
+    {"in_channels": 6, "out_channels": 4, "kernel_size": (2, 3), "stride": (2, 1), "padding": (2, 1),
+     "dilation": (3, 2), "groups": 2},
+]
+
+
+@pytest.mark.parametrize("conv", DILATED_GROUPED, ids=["dilated", "grouped", "depthwise-x2", "all"])
+def test_dilation_and_groups_export_match_onnxruntime_and_import_back_exactly(conv):
+    from numpycnn.interchange import from_onnx
+
+    layers = [Conv2D(**conv), ReLU(), Conv2D(conv["out_channels"], 2, 3, dilation=(1, 2), groups=2), Flatten()]
+    flat = Sequential(layers).output_shapes((conv["in_channels"], 11, 10))[-1][0]
+    model = Sequential([*layers, Dense(flat, 3)], input_shape=(conv["in_channels"], 11, 10)).initialize(0)
+    proto = to_onnx(model)
+    attributes = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in proto.graph.node
+                  if n.op_type == "Conv"]
+    for layer, written in zip(model.layers[0:3:2], attributes, strict=True):  # the two Conv2D
+        assert written["dilations"] == list(layer.dilation) and written["group"] == layer.groups
+    x = np.random.default_rng(1).normal(size=(7, *model.input_shape)).astype(np.float32)
+    _check(model, x)
+    back = from_onnx(proto.SerializeToString())
+    assert back.get_config() == model.get_config()
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[name], value)
+    np.testing.assert_array_equal(back.forward(x), model.forward(x))
+
+
 def test_graph_layout_names_versions_and_symbolic_batch():
     model = models.deep_cnn(seed=0)
     proto = to_onnx(model)

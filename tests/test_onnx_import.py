@@ -107,6 +107,40 @@ def test_torch_onnx_export_of_a_sequential_imports_and_matches_pytorch(opset, fo
         np.testing.assert_array_equal(model.state_dict()["1.running_var"], net[1].running_var.numpy())
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, still the one that runs offline
+@pytest.mark.parametrize("opset", [11, 17])
+def test_torch_dilated_grouped_and_depthwise_convolutions_import_and_match_pytorch(opset, tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(4, 8, 3, padding=2, dilation=2, groups=4), nn.ReLU(),  # depthwise, multiplier 2
+                        nn.Conv2d(8, 6, (3, 2), stride=2, dilation=(1, 2), groups=2, bias=False), nn.Tanh(),
+                        nn.Conv2d(6, 3, 1, dilation=3)).eval()
+    path = tmp_path / "torch.onnx"
+    torch.onnx.export(net, torch.zeros(1, 4, 13, 11), str(path), dynamo=False, opset_version=opset,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    model = load_onnx(path)
+    assert [(layer.dilation, layer.groups) for layer in model.layers if layer.name == "Conv2D"] == [
+        ((2, 2), 4), ((1, 2), 2), ((3, 3), 1)]
+    x = torch.randn(3, 4, 13, 11, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = net(x).numpy()
+    np.testing.assert_allclose(model.forward(x.numpy(), training=False), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_group_that_does_not_divide_the_filters_is_refused():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 5, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 3, 3])
+    w = onnx.numpy_helper.from_array(np.ones((6, 1, 3, 3), np.float32), "w")  # 4 groups of 1 channel, 6 filters
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", group=4, dilations=[1, 1])
+    proto = helper.make_model(helper.make_graph([node], "g", [x], [y], [w]), opset_imports=[
+        helper.make_opsetid("", 17)])
+    with pytest.raises(ModelFileError, match=r"node 'conv' \(Conv\) cannot be a numpycnn layer: Conv2D: `groups` "
+                                             r"must be an integer that divides both in_channels and out_channels\. "
+                                             r"Got groups=4, in_channels=4, out_channels=6\."):
+        from_onnx(proto)
+
+
 def test_gemm_with_untransposed_weights_and_row_bias_matches_onnxruntime():
     rng = np.random.default_rng(0)
     w, b = rng.normal(size=(12, 5)).astype(np.float32), rng.normal(size=(1, 5)).astype(np.float32)  # (in, out)
@@ -214,8 +248,11 @@ def test_a_dynamic_shape_the_model_cannot_hold_is_refused(good):
 
 
 @pytest.mark.parametrize(("op", "attribute", "value", "message"), [
-    ("Conv", "dilations", [2, 2], "`dilations` must be"),
-    ("Conv", "group", 2, "`group` must be 1"),
+    ("Conv", "dilations", [0, 2], "`dilations` must be 2 positive sizes"),
+    ("Conv", "dilations", [2, 2, 2], "`dilations` must be 2 positive sizes"),
+    ("Conv", "group", 2, r"`group` must be the input's 1 channels over the weight's 1 channels per group\. Got 2"),
+    ("Conv", "group", 0, "`group` must be the input's 1 channels"),
+    ("MaxPool", "dilations", [2, 2], r"`dilations` must be \[1, 1\] \(numpycnn's pooling has no dilation\)"),
     ("Conv", "pads", [2, 2, 2, 1], r"`pads` must be \[ph, pw, ph, pw\]"),
     ("Conv", "auto_pad", "SAME_UPPER", "`auto_pad` must be NOTSET"),
     ("MaxPool", "ceil_mode", 1, "`ceil_mode` must be 0"),

@@ -50,6 +50,50 @@ def test_conv_backward_matches_finite_differences(stride, padding, kernel):
         np.testing.assert_allclose(analytic, numeric_gradient(loss, array), rtol=1e-6, atol=1e-8)
 
 
+def test_dilated_depthwise_conv_by_hand():
+    x = np.arange(32.0).reshape(1, 2, 4, 4)  # channel 0 holds 0..15, channel 1 holds 16..31
+    w = np.stack([np.ones((1, 2, 2)), -np.ones((1, 2, 2))])  # one 2x2 filter per channel: +sum, -sum
+    # dilation 2: the taps of output (h, w) are (h, w), (h, w + 2), (h + 2, w), (h + 2, w + 2)
+    y = reference.conv2d_forward(x, w, np.array([0.0, 1.0]), dilation=2, groups=2)
+    np.testing.assert_array_equal(y[0, 0], [[0 + 2 + 8 + 10, 1 + 3 + 9 + 11], [4 + 6 + 12 + 14, 5 + 7 + 13 + 15]])
+    np.testing.assert_array_equal(y[0, 1], 1.0 - (y[0, 0] + 4 * 16))  # channel 1 alone: 16 more per tap
+    dx, dw, db = reference.conv2d_backward(np.ones((1, 2, 2, 2)), x, w, dilation=2, groups=2)
+    np.testing.assert_array_equal(dx[0, 0], np.ones((4, 4)))  # every pixel is one tap of one window
+    np.testing.assert_array_equal(dx[0, 1], -np.ones((4, 4)))
+    np.testing.assert_array_equal(dw[0, 0], [[0 + 1 + 4 + 5, 2 + 3 + 6 + 7], [8 + 9 + 12 + 13, 10 + 11 + 14 + 15]])
+    np.testing.assert_array_equal(dw[1, 0], dw[0, 0] + 4 * 16)
+    np.testing.assert_array_equal(db, [4.0, 4.0])
+
+
+#: (stride, padding, kernel, dilation, groups, C_in, C_out): dilated, grouped, depthwise with a multiplier
+DILATED_GROUPED = [(1, 0, 3, 2, 1, 2, 3), (2, 2, (3, 2), (1, 3), 2, 4, 2), ((1, 2), (2, 1), 2, 2, 3, 3, 6),
+                   (1, 1, (2, 3), (3, 1), 2, 2, 4)]
+
+
+@pytest.mark.parametrize("stride, padding, kernel, dilation, groups, c_in, c_out", DILATED_GROUPED)
+def test_dilated_and_grouped_conv_matches_finite_differences_and_pytorch(stride, padding, kernel, dilation, groups,
+                                                                         c_in, c_out):
+    rng = np.random.default_rng(6)
+    kh, kw = np.broadcast_to(kernel, 2)
+    x, w = rng.standard_normal((2, c_in, 7, 6)), rng.standard_normal((c_out, c_in // groups, kh, kw))
+    b = rng.standard_normal(c_out)
+    args = (stride, padding, dilation, groups)
+    y = reference.conv2d_forward(x, w, b, *args)
+    projection = rng.standard_normal(y.shape)
+    dx, dw, db = reference.conv2d_backward(projection, x, w, *args)
+    for analytic, array in [(dx, x), (dw, w), (db, b)]:
+        numeric = numeric_gradient(lambda: float(np.sum(reference.conv2d_forward(x, w, b, *args) * projection)),
+                                   array)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+    torch = pytest.importorskip("torch")
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, *args)
+    yt.backward(torch.tensor(projection))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10)
+    for ours, theirs in zip((dx, dw, db), (xt.grad, wt.grad, bt.grad), strict=True):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("kernel, stride", [(2, None), (3, 1), ((2, 3), (1, 2))])
 def test_pool_backward_matches_finite_differences(kind, kernel, stride):

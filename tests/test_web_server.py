@@ -376,3 +376,22 @@ def test_import_numpycnn_imports_neither_the_server_nor_playwright():
             "print([m for m in sys.modules if m.startswith(('numpycnn.web', 'playwright', 'http.server'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("dilation", "groups", "stride", "padding"), [(2, 1, 1, 0), (1, 2, 2, 1), (3, 4, 1, 2)])
+def test_the_convolution_step_follows_dilation_and_groups(dilation, groups, stride, padding):
+    """The open sum of one output, per input channel of the filter's group at every dilation-th pixel, equals the
+    layer's own value."""
+    from numpycnn import Sequential
+    from numpycnn.layers import Conv2D
+
+    model = Sequential([Conv2D(4, 8, 3, stride=stride, padding=padding, dilation=dilation, groups=groups)])
+    model.initialize(seed=3)
+    x = np.random.default_rng(0).standard_normal((1, 4, 13, 11)).astype(np.float32)
+    outputs = explain.layer_outputs(model, x)
+    _, f_total, h_out, w_out = outputs[0].shape
+    for channel, row, col in [(0, 0, 0), (f_total - 1, h_out - 1, w_out - 1), (f_total // 2, h_out // 2, 1)]:
+        step = explain.conv_step(model, x, outputs, 0, channel, row, col)
+        assert step["groups"] == groups and step["dilation"] == [dilation, dilation]
+        assert np.shape(step["window"]) == (4 // groups, 3, 3)
+        assert step["output"] == pytest.approx(step["layer_value"], rel=1e-5, abs=1e-5)

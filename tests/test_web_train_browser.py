@@ -102,7 +102,8 @@ def test_a_training_from_the_page_grows_its_curves_and_its_model_draws(page, ser
         page.click("#train-start")
     assert json.loads(response.value.request.post_data) == {
         "model": "seed", "optimizer": "sgd", "lr": 0.1, "batch_size": 16, "epochs": 2, "images": 2000}
-    assert page.is_disabled("#train-start")
+    # the page disables Train once its answer is handled, which may come a moment after the response
+    page.wait_for_selector("#train-start:disabled", timeout=5_000)
     state_is(page, "done")
     done = server.app.training.status()
     assert done["state"] == "done" and done["steps"] == 250

@@ -3,8 +3,8 @@
 Every output pixel is computed by its own Python loop iteration straight from the definition, so each function
 can be checked by reading it. They are slow (the benchmark times them to show what vectorisation buys) and
 serve the tests as the oracle for the fast paths in :mod:`numpycnn.functional`. Arguments are as in the fast
-versions: ``x`` (N, C, H, W), ``w`` (F, C, kh, kw), ``b`` (F,) or ``None``, ``stride`` and ``padding`` ints or
-pairs.
+versions: ``x`` (N, C, H, W), ``w`` (F, C / groups, kh, kw), ``b`` (F,) or ``None``, ``stride``, ``padding`` and
+``dilation`` ints or pairs, ``groups`` an int.
 """
 
 from __future__ import annotations
@@ -23,48 +23,64 @@ def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int | tuple[int, int] = 1,
-                   padding: int | tuple[int, int] = 0) -> np.ndarray:
-    """By loops, :math:`y_{n,f,h,w} = b_f + \\sum_{c,i,j} w_{f,c,i,j} x^{pad}_{n,c,s_h h + i, s_w w + j}`."""
+                   padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1,
+                   groups: int = 1) -> np.ndarray:
+    """By loops, :math:`y_{n,f,h,w} = b_f + \\sum_{c,i,j} w_{f,c,i,j} x^{pad}_{n,c_0+c,s_h h+d_h i,s_w w+d_w j}`,
+    where :math:`c_0` is the first input channel of filter :math:`f`'s group (0 when ``groups=1``).
+
+    ``w`` is (F, C / groups, kh, kw); filters ``f`` in ``[g F/G, (g + 1) F/G)`` see channels
+    ``[g C/G, (g + 1) C/G)``.
+    """
     (sh, sw), (ph, pw) = int_pair("reference", "stride", stride), int_pair("reference", "padding", padding, 0)
+    dil_h, dil_w = int_pair("reference", "dilation", dilation)
     xp = _pad(x, ph, pw)
     N, C, Hp, Wp = xp.shape
-    F, _, kh, kw = w.shape
-    Ho, Wo = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
+    F, Cg, kh, kw = w.shape
+    Fg = F // groups  # filters per group
+    Ho, Wo = (Hp - dil_h * (kh - 1) - 1) // sh + 1, (Wp - dil_w * (kw - 1) - 1) // sw + 1
     y = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
     for n in range(N):
         for f in range(F):
+            c0 = f // Fg * Cg  # the group's first input channel
             for h in range(Ho):
                 for v in range(Wo):
-                    window = xp[n, :, h * sh:h * sh + kh, v * sw:v * sw + kw]  # (C, kh, kw)
+                    rows = slice(h * sh, h * sh + dil_h * (kh - 1) + 1, dil_h)  # kh rows, dil_h apart
+                    cols = slice(v * sw, v * sw + dil_w * (kw - 1) + 1, dil_w)  # kw columns, dil_w apart
+                    window = xp[n, c0:c0 + Cg, rows, cols]  # (C/G, kh, kw)
                     y[n, f, h, v] = np.sum(window * w[f]) + (b[f] if b is not None else 0.0)
     return y
 
 
 def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int | tuple[int, int] = 1,
-                    padding: int | tuple[int, int] = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1,
+                    groups: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(dx, dw, db)`` of :func:`conv2d_forward` by loops: each output pixel sends ``dy`` back through its
-    window.
+    window (the ``kh x kw`` taps, ``d`` apart, of its group's channels).
 
     .. math::
-        dw_f \\mathrel{+}= dy_{n,f,h,w}\\, x^{pad}_{n,:,window}, \\quad
-        dx^{pad}_{n,:,window} \\mathrel{+}= dy_{n,f,h,w}\\, w_f, \\quad
+        dw_f \\mathrel{+}= dy_{n,f,h,w}\\, x^{pad}_{n,group,window}, \\quad
+        dx^{pad}_{n,group,window} \\mathrel{+}= dy_{n,f,h,w}\\, w_f, \\quad
         db_f \\mathrel{+}= dy_{n,f,h,w}
     """
     (sh, sw), (ph, pw) = int_pair("reference", "stride", stride), int_pair("reference", "padding", padding, 0)
+    dil_h, dil_w = int_pair("reference", "dilation", dilation)
     xp = _pad(x, ph, pw)
     dxp = np.zeros_like(xp)
     dw = np.zeros_like(w, dtype=x.dtype)
     db = np.zeros(w.shape[0], dtype=x.dtype)
     N, F, Ho, Wo = dy.shape
-    kh, kw = w.shape[2:]
+    Cg, kh, kw = w.shape[1:]
+    Fg = F // groups  # filters per group
     for n in range(N):
         for f in range(F):
+            group = slice(f // Fg * Cg, f // Fg * Cg + Cg)  # the input channels of f's group
             for h in range(Ho):
                 for v in range(Wo):
                     g = dy[n, f, h, v]
-                    rows, cols = slice(h * sh, h * sh + kh), slice(v * sw, v * sw + kw)
-                    dw[f] += g * xp[n, :, rows, cols]
-                    dxp[n, :, rows, cols] += g * w[f]
+                    rows = slice(h * sh, h * sh + dil_h * (kh - 1) + 1, dil_h)
+                    cols = slice(v * sw, v * sw + dil_w * (kw - 1) + 1, dil_w)
+                    dw[f] += g * xp[n, group, rows, cols]
+                    dxp[n, group, rows, cols] += g * w[f]
                     db[f] += g
     H, W = x.shape[2:]
     return dxp[:, :, ph:ph + H, pw:pw + W], dw, db

@@ -193,7 +193,6 @@ def _window(ctx: Context, node: Any, a: dict[str, Any], kernel: list[int]) -> tu
     ctx.expect(node, "auto_pad", a["auto_pad"] == "NOTSET", "NOTSET (explicit pads)", a["auto_pad"])
     ctx.expect(node, "kernel_shape", a["kernel_shape"] in (None, kernel) and len(kernel) == 2,
                f"2 sizes matching the weights {kernel}", a["kernel_shape"])
-    ctx.expect(node, "dilations", a.get("dilations", [1, 1]) == [1, 1], "[1, 1]", a.get("dilations"))
     ctx.expect(node, "strides", len(a["strides"]) == 2 and min(a["strides"]) >= 1, "2 positive sizes",
                a["strides"])
     pads = a["pads"]
@@ -210,10 +209,14 @@ def _conv(node: Any, ctx: Context, shape: tuple[int, ...], _: Any) -> Converted:
     _inputs(ctx, node, 2, 3)
     _rank(ctx, node, shape, (4,))
     a = ctx.attrs(node, {**_WINDOW, "group": 1})
-    ctx.expect(node, "group", a["group"] == 1, "1", a["group"])
     w, b = ctx.array(node, 1, ndim=4), ctx.array(node, 2, ndim=1, optional=True)
     stride, padding = _window(ctx, node, a, list(w.shape[2:]))
-    layer = ctx.build(node, lambda: Conv2D(w.shape[1], w.shape[0], w.shape[2:], stride, padding, b is not None))
+    group, dilation = a["group"], a["dilations"]
+    ctx.expect(node, "dilations", len(dilation) == 2 and min(dilation) >= 1, "2 positive sizes", dilation)
+    ctx.expect(node, "group", group >= 1 and w.shape[1] * group == shape[0],  # weight (F, C / group, kh, kw)
+               f"the input's {shape[0]} channels over the weight's {w.shape[1]} channels per group", group)
+    layer = ctx.build(node, lambda: Conv2D(shape[0], w.shape[0], w.shape[2:], stride, padding, b is not None,
+                                           dilation, group))  # Conv2D checks that group divides F
     return [(layer, {"weight": w} if b is None else {"weight": w, "bias": b})]
 
 
@@ -224,6 +227,8 @@ def _pool(kind: type) -> Callable[[Any, Context, tuple[int, ...], Any], Converte
         extra = {"storage_order": 0} if kind is MaxPool2D else {"count_include_pad": 0}
         a = ctx.attrs(node, {**_WINDOW, "ceil_mode": 0, **extra})
         ctx.expect(node, "ceil_mode", a["ceil_mode"] == 0, "0 (floor)", a["ceil_mode"])
+        ctx.expect(node, "dilations", a["dilations"] == [1, 1], "[1, 1] (numpycnn's pooling has no dilation)",
+                   a["dilations"])
         kernel = a["kernel_shape"]
         ctx.expect(node, "kernel_shape", kernel is not None and len(kernel) == 2, "2 sizes", kernel)
         stride, padding = _window(ctx, node, a, kernel)

@@ -6,7 +6,7 @@ own tensors (``"0.weight"``, ``"1.running_mean"``):
 =================  ===================================================================================
 layer              ONNX nodes (opset 17)
 =================  ===================================================================================
-Conv2D             ``Conv`` (``pads`` :math:`[p_h, p_w, p_h, p_w]`, ``strides``)
+Conv2D             ``Conv`` (``pads`` :math:`[p_h, p_w, p_h, p_w]`, ``strides``, ``dilations``, ``group``)
 MaxPool2D          ``MaxPool`` (no padding, floor mode)
 AvgPool2D          ``AveragePool`` (no padding, floor mode)
 GlobalAvgPool2D    ``GlobalAveragePool`` then ``Flatten`` (ONNX keeps the 1x1 spatial axes)
@@ -82,7 +82,8 @@ def _conv(b: _Builder, i: int, layer: Any, x: str) -> str:
     if "bias" in layer.params:
         inputs.append(b.tensor(f"{i}.bias", layer.params["bias"]))
     return b.node("Conv", inputs, f"{i}.Conv", kernel_shape=list(layer.params["weight"].shape[2:]),
-                  strides=list(layer.stride), pads=_pads(layer.padding), dilations=[1, 1], group=1)
+                  strides=list(layer.stride), pads=_pads(layer.padding), dilations=list(layer.dilation),
+                  group=layer.groups)  # weight (F, C / group, kh, kw) in both
 
 
 def _pool(op: str) -> Callable[[_Builder, int, Any, str], str]:
@@ -229,7 +230,8 @@ def to_onnx(model: Sequential, *, bake_preprocessing: bool = False,
 
 def export_onnx(model: Sequential, path: str | os.PathLike[str], *, bake_preprocessing: bool = False,
                 input_shape: Sequence[int] | None = None) -> None:
-    """Write :func:`to_onnx` of ``model`` to ``path`` atomically (nothing is left behind on failure).
+    """Write :func:`~numpycnn.interchange.onnx_export.to_onnx` of ``model`` to ``path`` atomically (nothing is left
+    behind on failure).
 
     Examples
     --------

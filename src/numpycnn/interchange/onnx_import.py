@@ -3,14 +3,14 @@
 The file is parsed with the ``onnx`` package (protobuf) and never executed. Everything is checked before it is
 trusted, and any problem raises :class:`numpycnn.ModelFileError` naming the file and the node:
 
-- the file's size (:data:`~numpycnn.interchange._onnx.MAX_FILE_BYTES`), the opset (9 to 25, default domain
+- the file's size (at most ``MAX_FILE_BYTES``, 1 GiB), the opset (9 to 25, default domain
   only), every tensor's rank, type and byte count against its declared shape (a tensor whose data is missing,
   short or stored outside the file is refused before anything is allocated);
 - the graph: one input, one output, each node fed by the previous node's output plus constants, each output
   used once (no branch, no unused node);
 - each node: its operator (see the table in :mod:`numpycnn.interchange.onnx_export`, plus ``Dropout`` and
-  ``Identity``) and every attribute, which must be one the layer can hold (no dilation, group, asymmetric
-  padding, ceil mode, training mode, ...);
+  ``Identity``) and every attribute, which must be one the layer can hold (a Conv's dilations and group
+  are Conv2D's ``dilation`` and ``groups``; no asymmetric padding, ceil mode, training mode, ...);
 - shapes: the input's channel and spatial sizes must be fixed (the batch size may be symbolic), and every
   layer must accept the shape before it, as must the declared output shape.
 

@@ -12,8 +12,10 @@ from numpycnn.layers.base import Layer
 from numpycnn.layers.init import init_weight
 
 
-def _resolve_padding(padding: Any, kernel_size: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
-    """``padding`` as (p_h, p_w): ``"valid"`` is 0, ``"same"`` is (k - 1) / 2 for odd kernels and stride 1."""
+def _resolve_padding(padding: Any, kernel_size: tuple[int, int], stride: tuple[int, int],
+                     dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    """``padding`` as (p_h, p_w): ``"valid"`` is 0, ``"same"`` is d (k - 1) / 2 at stride 1 when that is a
+    whole number (odd kernels, or an even dilation)."""
     if not isinstance(padding, str):
         return checks.int_pair("Conv2D", "padding", padding, minimum=0)
     if padding == "valid":
@@ -23,12 +25,13 @@ def _resolve_padding(padding: Any, kernel_size: tuple[int, int], stride: tuple[i
     if stride != (1, 1):
         checks.fail("Conv2D", "padding", "an integer with stride > 1 ('same' keeps the size only at stride 1)",
                      padding, hint=f"The stride is {stride}; give the padding as a number, e.g. padding=1.")
-    if kernel_size[0] % 2 == 0 or kernel_size[1] % 2 == 0:
+    span = (dilation[0] * (kernel_size[0] - 1), dilation[1] * (kernel_size[1] - 1))  # the kernel's extent - 1
+    if span[0] % 2 or span[1] % 2:
         checks.fail("Conv2D", "padding", "a number for an even kernel_size ('same' would need more zeros on "
                      "one side than the other, which PyTorch adds and numpycnn does not)", padding,
                      hint=f"Use an odd kernel_size, or padding=k//2 (the output grows by one). Got kernel_size "
                           f"{kernel_size}.")
-    return ((kernel_size[0] - 1) // 2, (kernel_size[1] - 1) // 2)
+    return (span[0] // 2, span[1] // 2)
 
 
 class Conv2D(Layer):
@@ -46,7 +49,15 @@ class Conv2D(Layer):
         \\frac{\\partial L}{\\partial b_f} = \\sum_{n,h,w} dy_{n,f,h,w}, \\quad
         \\frac{\\partial L}{\\partial x} = \\mathrm{col2im}(W_{mat}^T dY)
 
-    (see :func:`numpycnn.functional.conv.conv2d_forward`).
+    (see :func:`numpycnn.functional.conv.conv2d_forward`). With dilation :math:`(d_h, d_w)` and :math:`G`
+    groups of :math:`C_g = C_{in}/G` input channels, filter :math:`f` of group
+    :math:`\\gamma(f) = \\lfloor f G / C_{out} \\rfloor` computes
+
+    .. math::
+        y_{n,f,h,w} = b_f + \\sum_{c=0}^{C_g-1} \\sum_{i,j} w_{f,c,i,j}\\,
+            x_{n,\\,\\gamma(f) C_g + c,\\; s_h h + d_h i - p_h,\\; s_w w + d_w j - p_w}
+
+    the same products split by group (:func:`numpycnn.functional.conv.conv2d_forward_general`).
 
     Parameters
     ----------
@@ -66,6 +77,14 @@ class Conv2D(Layer):
         numbers are what ``get_config`` and model files record.
     bias : bool
         Whether to add a learnable bias per output channel.
+    dilation : int or (int, int)
+        Spacing of the kernel taps, >= 1: a 3x3 kernel with dilation 2 spans 5x5 pixels (as in PyTorch).
+    groups : int
+        Split the channels into ``groups`` independent convolutions, each from ``in_channels / groups`` input
+        channels to ``out_channels / groups`` output channels; it must divide both. ``groups=in_channels`` is a
+        depthwise convolution, and ``out_channels = k * in_channels`` with it gives each channel ``k`` filters.
+        ``get_config`` and model files record ``dilation`` and ``groups`` where they are not 1, so files of
+        other convolutions are those of numpycnn before these arguments existed.
     rng : numpy.random.Generator or int or None
         Source of the initial weights.
     dtype : float32 or float64
@@ -74,14 +93,16 @@ class Conv2D(Layer):
     Shape
     -----
     Input (N, C_in, H, W); output (N, C_out, H_out, W_out) with
-    :math:`H_{out} = \\lfloor (H + 2 p_h - k_h) / s_h \\rfloor + 1` and
-    :math:`W_{out} = \\lfloor (W + 2 p_w - k_w) / s_w \\rfloor + 1`.
+    :math:`H_{out} = \\lfloor (H + 2 p_h - d_h (k_h - 1) - 1) / s_h \\rfloor + 1` and
+    :math:`W_{out} = \\lfloor (W + 2 p_w - d_w (k_w - 1) - 1) / s_w \\rfloor + 1`; without dilation
+    (:math:`d = 1`), :math:`\\lfloor (H + 2 p_h - k_h) / s_h \\rfloor + 1`.
 
     Attributes
     ----------
-    params["weight"] : ndarray, shape (out_channels, in_channels, kh, kw)
-        He/Kaiming normal, :math:`\\mathcal{N}(0, 2 / (C_{in} k_h k_w))`; ``Sequential.initialize`` redraws it
-        (Glorot uniform with fan-out :math:`C_{out} k_h k_w` when no rectifier follows).
+    params["weight"] : ndarray, shape (out_channels, in_channels / groups, kh, kw)
+        He/Kaiming normal, :math:`\\mathcal{N}(0, 2 / (C_{in} k_h k_w / G))`; ``Sequential.initialize`` redraws
+        it (Glorot uniform with fan-out :math:`C_{out} k_h k_w / G` when no rectifier follows): each output
+        sees :math:`C_{in} / G` channels, each input feeds :math:`C_{out} / G`.
     params["bias"] : ndarray, shape (out_channels,)
         Zeros. Absent when ``bias=False``.
     compute_input_grad : bool
@@ -99,13 +120,17 @@ class Conv2D(Layer):
     >>> conv = Conv2D(1, 8, 3, rng=0)
     >>> conv.forward(np.zeros((2, 1, 28, 28), np.float32)).shape
     (2, 8, 26, 26)
+    >>> depthwise = Conv2D(8, 16, 3, padding=2, dilation=2, groups=8, rng=0)  # 2 filters per channel
+    >>> depthwise.params["weight"].shape, depthwise.output_shape((8, 26, 26))
+    ((16, 1, 3, 3), (16, 26, 26))
     """
 
     param_names = ("weight", "bias")
 
     def __init__(self, in_channels: int | None = None, out_channels: int | None = None,
                  kernel_size: int | tuple[int, int] | None = None, stride: int | tuple[int, int] = 1,
-                 padding: int | tuple[int, int] | str = 0, bias: bool = True, *,
+                 padding: int | tuple[int, int] | str = 0, bias: bool = True,
+                 dilation: int | tuple[int, int] = 1, groups: int = 1, *,
                  rng: np.random.Generator | int | None = None, dtype: Any = np.float32) -> None:
         super().__init__()
         if out_channels is None or kernel_size is None:
@@ -118,7 +143,10 @@ class Conv2D(Layer):
         self.out_channels = checks.positive_int("Conv2D", "out_channels", out_channels)
         self.kernel_size = checks.int_pair("Conv2D", "kernel_size", kernel_size)
         self.stride = checks.int_pair("Conv2D", "stride", stride)
-        self.padding = _resolve_padding(padding, self.kernel_size, self.stride)
+        self.dilation = checks.int_pair("Conv2D", "dilation", dilation)
+        self.groups = checks.positive_int("Conv2D", "groups", groups)
+        self._check_groups(self.in_channels)
+        self.padding = _resolve_padding(padding, self.kernel_size, self.stride, self.dilation)
         if not isinstance(bias, (bool, np.bool_)):
             checks.fail("Conv2D", "bias", "True or False", bias, error=TypeError)
         self.use_bias = bool(bias)
@@ -133,11 +161,21 @@ class Conv2D(Layer):
 
     def build(self, in_channels: int) -> None:
         """Create the parameters for ``in_channels`` input channels (done by the constructor unless lazy)."""
-        self.in_channels = checks.positive_int("Conv2D", "in_channels", in_channels)
-        self.add_param("weight", np.empty((self.out_channels, self.in_channels, *self.kernel_size), self._dtype))
+        in_channels = checks.positive_int("Conv2D", "in_channels", in_channels)
+        self._check_groups(in_channels)  # before anything changes: a refused lazy build leaves the layer lazy
+        self.in_channels = in_channels
+        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)  # as torch.nn.Conv2d
+        self.add_param("weight", np.empty(shape, self._dtype))
         if self.use_bias:
             self.add_param("bias", np.empty(self.out_channels, dtype=self._dtype))
         self.reset_parameters(*self._init)
+
+    def _check_groups(self, in_channels: int | None) -> None:
+        """``groups`` must divide ``out_channels`` and (once known) ``in_channels``."""
+        if self.out_channels % self.groups or (in_channels is not None and in_channels % self.groups):
+            checks.fail("Conv2D", "groups", "an integer that divides both in_channels and out_channels",
+                         self.groups, got=f"groups={self.groups}, in_channels={in_channels}, "
+                                          f"out_channels={self.out_channels}")
 
     @property
     def built(self) -> bool:
@@ -150,7 +188,7 @@ class Conv2D(Layer):
             return
         w = self.params["weight"]
         kh, kw = self.kernel_size
-        fan_in, fan_out = self.in_channels * kh * kw, self.out_channels * kh * kw
+        fan_in, fan_out = self.in_channels // self.groups * kh * kw, self.out_channels // self.groups * kh * kw
         w[...] = backend.like(init_weight(w.shape, fan_in, fan_out, nonlinearity, rng, w.dtype), w)
         if self.use_bias:
             self.params["bias"].fill(0)
@@ -164,7 +202,7 @@ class Conv2D(Layer):
         checks.input_size("Conv2D", x, 1, self.in_channels, "input channels")
         self._check_fits(x.shape[2:], x.shape)
         y, self.cache = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride,
-                                       self.padding, workspace=self._workspace)
+                                       self.padding, self.dilation, self.groups, workspace=self._workspace)
         return y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -186,11 +224,13 @@ class Conv2D(Layer):
 
     def _check_fits(self, size: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, int]:
         """Return (H_out, W_out) for spatial ``size``, raising if the kernel exceeds the padded input."""
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        h_out, w_out = conv2d_output_size(size[0], kh, sh, ph), conv2d_output_size(size[1], kw, sw, pw)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        h_out, w_out = conv2d_output_size(size[0], kh, sh, ph, dh), conv2d_output_size(size[1], kw, sw, pw, dw)
         if h_out < 1 or w_out < 1:
+            spans = ("" if (dh, dw) == (1, 1) else
+                     f" with dilation {self.dilation} (spanning {(dh * (kh - 1) + 1, dw * (kw - 1) + 1)})")
             raise ValueError(
-                f"Conv2D: kernel {self.kernel_size} is larger than the padded input "
+                f"Conv2D: kernel {self.kernel_size}{spans} is larger than the padded input "
                 f"({size[0] + 2 * ph}, {size[1] + 2 * pw}) for input of shape {tuple(shape)} with padding "
                 f"{self.padding}. Use a smaller kernel, more padding or larger images."
             )
@@ -204,6 +244,10 @@ class Conv2D(Layer):
             "stride": checks.pair_config(self.stride),
             "padding": checks.pair_config(self.padding),
             "bias": self.use_bias,
+            # written only where not 1, so a file of any other convolution is what numpycnn wrote before they
+            # existed (older versions read it; checkpoints from before resume)
+            **({"dilation": checks.pair_config(self.dilation)} if self.dilation != (1, 1) else {}),
+            **({"groups": self.groups} if self.groups != 1 else {}),
         }
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

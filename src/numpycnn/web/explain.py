@@ -135,12 +135,14 @@ def conv_step(model: Any, x: np.ndarray, outputs: list[np.ndarray], index: int,
     """One output value of the ``Conv2D`` at ``model.layers[index]``, computed in the open.
 
     .. math::
-        y_{f,r,c} = b_f + \\sum_{k} \\sum_{i,j} w_{f,k,i,j}\\, x^{pad}_{k,\\, s_h r + i,\\, s_w c + j}
+        y_{f,r,c} = b_f + \\sum_{k} \\sum_{i,j} w_{f,k,i,j}\\, x^{pad}_{g C/G + k,\\, s_h r + d_h i,\\, s_w c + d_w j}
 
-    The window of the zero-padded input, the kernel of output channel ``f`` and their element-wise products
-    are returned per input channel ``k``, with each channel's sum, the total, the bias and ``output``, their
-    sum (in float64); ``layer_value`` is what the layer itself computed at that position, and ``then`` the
-    values at the same position after the element-wise layers that follow (batch norm, ReLU, ...).
+    with :math:`g` the group of filter :math:`f` (``groups`` :math:`G`; 0 for an ordinary convolution) and
+    :math:`d` the dilation. The window of the zero-padded input (every :math:`d`-th pixel), the kernel of
+    output channel ``f`` and their element-wise products are returned per input channel ``k`` of its group,
+    with each channel's sum, the total, the bias and ``output``, their sum (in float64); ``layer_value`` is
+    what the layer itself computed at that position, and ``then`` the values at the same position after the
+    element-wise layers that follow (batch norm, ReLU, ...).
 
     Parameters
     ----------
@@ -166,18 +168,23 @@ def conv_step(model: Any, x: np.ndarray, outputs: list[np.ndarray], index: int,
         if not 0 <= value < size:
             raise ValueError(f"conv_step: `{arg}` must be in [0, {size - 1}] for layer {index}. Got {value}.")
     config = layer.get_config()
-    (kh, kw), (sh, sw), (ph, pw) = (int_pair("conv_step", key, config[key], minimum=0)
-                                    for key in ("kernel_size", "stride", "padding"))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (int_pair("conv_step", key, config.get(key, 1), minimum=0)
+                                              for key in ("kernel_size", "stride", "padding", "dilation"))
+    groups = int(config.get("groups", 1))
+    c_group = layer_input.shape[1] // groups  # input channels each filter sees
+    first = channel // (f_total // groups) * c_group  # the first input channel of this filter's group
     padded = np.pad(layer_input[0], ((0, 0), (ph, ph), (pw, pw)))  # (C, H + 2 ph, W + 2 pw)
     top, left = row * sh, col * sw  # in padded coordinates
-    window = padded[:, top:top + kh, left:left + kw].astype(np.float64)  # (C, kh, kw)
-    kernel = backend.to_host(layer.params["weight"][channel]).astype(np.float64)  # (C, kh, kw), on the host
+    window = padded[first:first + c_group, top:top + dh * (kh - 1) + 1:dh,
+                    left:left + dw * (kw - 1) + 1:dw].astype(np.float64)  # (C / G, kh, kw)
+    kernel = backend.to_host(layer.params["weight"][channel]).astype(np.float64)  # (C / G, kh, kw), on the host
     products = window * kernel  # exact: a product of two float32 values fits in a float64
     channel_sums = products.sum(axis=(1, 2))  # (C,)
     bias = float(layer.params["bias"][channel]) if "bias" in layer.params else 0.0
     total = float(channel_sums.sum())
     return {"layer": index, "channel": channel, "row": row, "col": col,
-            "kernel_size": [kh, kw], "stride": [sh, sw], "padding": [ph, pw],
+            "kernel_size": [kh, kw], "stride": [sh, sw], "padding": [ph, pw], "dilation": [dh, dw],
+            "groups": groups, "first_input_channel": first,
             "input_shape": list(layer_input.shape[1:]),
             "window_origin": [top - ph, left - pw],  # top-left of the window in the unpadded input (may be < 0)
             "window": window.tolist(), "kernel": kernel.tolist(), "products": products.tolist(),
