@@ -223,10 +223,10 @@ def plot_feature_maps(image: np.ndarray, maps: Sequence[tuple[str, np.ndarray]],
 def feature_maps(model: Any, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """The activations of one image after each convolution block of a ``Sequential`` model, in inference mode.
 
-    The model runs its own execution plan (:meth:`Sequential.plan`, the steps ``fit`` runs, fused pairs
-    included). A block starts at a step that begins with a ``Conv2D`` and ends before the next one or at the first
-    step whose output is not an image (``Flatten``); its output is what the next block sees. Blocks are named by
-    the layers they span, like ``"block 1 (layers 0-3)"``.
+    The model runs its own execution plan (:meth:`~numpycnn.model.sequential.Sequential.plan`, the steps ``fit``
+    runs, fused pairs included). A block starts at a step that begins with a ``Conv2D`` and ends before the next
+    one or at the first step whose output is not an image (``Flatten``); its output is what the next block sees.
+    Blocks are named by the layers they span, like ``"block 1 (layers 0-3)"``.
 
     Parameters
     ----------

@@ -45,6 +45,7 @@ def processes_on_this_machine() -> int:
 
 
 def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one, else all cores)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -50,7 +50,7 @@ def user_cache_dir(platform: str | None = None, environ: Mapping[str, str] | Non
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The data cache: ``$NUMPYCNN_DATA`` if set, else :func:`user_cache_dir` (not created)."""
+    """The data cache: ``$NUMPYCNN_DATA`` if set, else :func:`~numpycnn.datasets.cache.user_cache_dir` (not created)."""
     environ = os.environ if environ is None else environ
     override = environ.get("NUMPYCNN_DATA", "")
     if override:

@@ -28,6 +28,7 @@ from numpycnn.datasets.registry import DatasetSpec, FileSpec
 from numpycnn.errors import DataError
 
 USER_AGENT = "numpycnn/0.1 (dataset download; Python urllib)"
+#: Seconds to wait for a server to connect or send data, unless the caller gives another timeout.
 TIMEOUT = 30.0
 #: Largest download accepted from a server, whatever it announces.
 MAX_DOWNLOAD_BYTES = 2**31

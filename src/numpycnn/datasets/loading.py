@@ -1,4 +1,5 @@
-"""Find, verify, fetch and load the data sets: :func:`load`, :func:`fetch` and :func:`locate`.
+"""Find, verify, fetch and load the data sets: :func:`~numpycnn.datasets.loading.load`,
+:func:`~numpycnn.datasets.loading.fetch` and :func:`~numpycnn.datasets.loading.locate`.
 
 Every file is verified before its content is used, wherever it comes from: the package (MNIST),
 ``data_dir``, the cache or a system folder (IDX files by the SHA-256 of their decompressed content, CIFAR-10
@@ -124,7 +125,7 @@ def locate(name: str, data_dir: PathLike | None = None) -> dict[str, list[tuple[
 
 
 def verify_file(file: FileSpec, path: PathLike, max_bytes: int | None = None) -> None:
-    """Raise :class:`DataError` unless ``path`` is a correct copy of ``file`` (checked by SHA-256).
+    """Raise :class:`~numpycnn.errors.DataError` unless ``path`` is a correct copy of ``file`` (checked by SHA-256).
 
     ``max_bytes`` bounds the data an IDX header may claim (see :func:`expected_bytes`): a small gzip file whose
     header claims gigabytes is refused before anything is decompressed.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: The splits every data set has, as ``load(name, split)`` names them.
 SPLITS: tuple[str, ...] = ("train", "test")
 
 

@@ -91,7 +91,7 @@ def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
 
     The general kernel makes ``kh * kw - 1`` passes of compare, maximum and index update over the (N, C, Ho, Wo)
     slices. **Fast path**, chosen when the window is 2x2 with stride 2 (the usual pooling):
-    :func:`_maxpool2x2_forward` finds the same maximum and the same :math:`t^*` with three pairwise maxima.
+    ``_maxpool2x2_forward`` finds the same maximum and the same :math:`t^*` with three pairwise maxima.
 
     Shape
     -----

@@ -116,8 +116,8 @@ def _check_keywords(cls: type, kwargs: dict[str, Any]) -> None:
 class Layer:
     r"""Base class of all layers: subclass it to write your own.
 
-    The contract
-    ------------
+    .. rubric:: The contract
+
     ``forward(self, x, training=True) -> y``
         Compute the output and keep exactly what ``backward`` needs in ``self.cache`` (overwrite it on every
         call; never append). ``training`` says whether to behave as in training (dropout drops, batch norm
@@ -220,6 +220,7 @@ class Layer:
 
     @property
     def name(self) -> str:
+        """The class name, as messages and summaries show the layer."""
         return type(self).__name__
 
     def _take_cache(self) -> Any:
@@ -231,10 +232,12 @@ class Layer:
         return self.cache
 
     def zero_grad(self) -> None:
+        """Set every gradient in ``self.grads`` to zero, in place."""
         for g in self.grads.values():
             g.fill(0)
 
     def num_parameters(self) -> int:
+        """The number of trainable scalars: the sizes of ``self.params`` added up."""
         return int(sum(p.size for p in self.params.values()))
 
     def astype(self, dtype: Any) -> Layer:

@@ -55,6 +55,7 @@ class GradcheckResult(float):
 
     @property
     def passed(self) -> bool:
+        """Whether the error is within the pass mark: ``self <= threshold``."""
         return float(self) <= self.threshold
 
     def __repr__(self) -> str:
@@ -83,7 +84,8 @@ def gradcheck(
     threshold: float = THRESHOLD,
 ) -> Any:
     """Compare a layer's analytic gradients with central finite differences; return the largest relative error
-    as a :class:`GradcheckResult`, a float that also says ``.passed`` (error <= ``threshold``, 1e-6).
+    as a :class:`~numpycnn.layers.gradcheck.GradcheckResult`, a float that also says ``.passed`` (error <=
+    ``threshold``, 1e-6).
 
     The layer is converted to float64 in place (``layer.astype(np.float64)``) and ``x`` is cast to float64. A layer
     with a random generator in ``layer.rng`` (dropout) gets the same generator state before every forward pass, so

@@ -79,6 +79,7 @@ class CrossEntropyLoss(_Loss):
                                                      0.0, 1.0)
 
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
+        """The mean loss :math:`L` of a batch (a Python float); keeps what :meth:`backward` needs."""
         logits = checks.as_float_array("CrossEntropyLoss", logits)
         targets = targets if type(targets) is np.ndarray else get_array_module(logits).asarray(targets)
         self._check(logits, targets)
@@ -92,6 +93,7 @@ class CrossEntropyLoss(_Loss):
     __call__ = forward
 
     def backward(self) -> np.ndarray:
+        """:math:`\\partial L/\\partial z`, the gradient with respect to the logits of the last forward."""
         return F.cross_entropy_backward(self._take_cache())
 
     @staticmethod
@@ -139,6 +141,7 @@ class MSELoss(_Loss):
     """
 
     def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
+        """The mean squared error :math:`L` (a Python float); keeps what :meth:`backward` needs."""
         pred = checks.as_float_array("MSELoss", pred)
         target = target if type(target) is np.ndarray else get_array_module(pred).asarray(target)
         if target.shape != pred.shape:
@@ -150,4 +153,5 @@ class MSELoss(_Loss):
     __call__ = forward
 
     def backward(self) -> np.ndarray:
+        """:math:`\\partial L/\\partial \\hat y`, the gradient with respect to the last forward's prediction."""
         return F.mse_backward(self._take_cache())

@@ -18,12 +18,16 @@ never code), ``class_names`` and ``normalization``; checkpoints add ``optimizer`
 its arrays being tensors named ``optimizer.<param>.<slot>``) and ``state`` (epoch, history, generator states).
 
 Reading trusts nothing: every length, offset, dtype, shape, name and argument is checked, and any problem
-raises :class:`numpycnn.ModelFileError` naming the file. Layers are built only from :data:`LAYER_REGISTRY` by
-name; no pickle is read and nothing from a file is executed. Writes go to a temporary file in the same
-folder, are flushed to disk, then renamed over the target, so a crash never leaves a half-written model.
+raises :class:`numpycnn.ModelFileError` naming the file. Layers are built only from
+:data:`~numpycnn.layers.base.LAYER_REGISTRY` by name; no pickle is read and nothing from a file is executed.
+Writes go to a temporary file in the same folder, are flushed to disk, then renamed over the target, so a crash
+never leaves a half-written model.
 
 Everything but building a new model lives in :mod:`numpycnn.files.model_file`, which works on any model object and
 does not import :mod:`numpycnn.model.sequential`; that keeps the imports one way (docs/design.md, "Layering").
+This module imports its public names, so that ``numpycnn.io`` offers them too: among them
+:func:`~numpycnn.files.model_file.save_model`, :func:`~numpycnn.files.model_file.save_checkpoint`,
+:func:`~numpycnn.files.model_file.load_checkpoint` and :func:`~numpycnn.files.model_file.read_checkpoint_state`.
 """
 
 from __future__ import annotations
@@ -90,7 +94,8 @@ def _build_model(path: Any, metadata: dict[str, str], tensors: dict[str, np.ndar
 
 
 def load_model(path: Any, device: str = "cpu") -> Sequential:
-    """Load a model saved by :func:`save_model` (or the model part of a checkpoint), checking everything.
+    """Load a model saved by :func:`~numpycnn.files.model_file.save_model` (or the model part of a checkpoint),
+    checking everything.
 
     The model is built on the host and then moved to ``device`` (``"cpu"`` or ``"cuda"``, see
     :meth:`Sequential.to`); files hold host arrays, so a model saved from any device loads on any other.

@@ -40,10 +40,12 @@ class Step:
 
     @property
     def stop(self) -> int:
+        """The index one past the step's last layer."""
         return self.start + len(self.layers)
 
     @property
     def name(self) -> str:
+        """The fused operation's name (:attr:`op`), or the class name of the step's one layer."""
         return self.op or self.layers[0].name
 
     @property
@@ -52,6 +54,7 @@ class Step:
         return str(self.start) if len(self.layers) == 1 else f"{self.start}-{self.stop - 1}"
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """The output of the step's layers for ``x``, in training or inference mode; keeps the cache."""
         raise NotImplementedError
 
     def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -161,6 +164,7 @@ class ExecutionPlan:
 
     @property
     def fused_steps(self) -> list[Step]:
+        """The steps that run two layers as one fused operation."""
         return [step for step in self.steps if step.op]
 
     def forward(self, x: np.ndarray, training: bool, keep_cache: bool = True) -> np.ndarray:

@@ -131,6 +131,7 @@ class Sequential:
         return grad
 
     def zero_grad(self) -> None:
+        """Set every layer's gradients to zero, in place."""
         for layer in self.layers:
             layer.zero_grad()
 
@@ -140,9 +141,11 @@ class Sequential:
         return [value for _, value, _ in iter_parameters(self)]
 
     def named_parameters(self) -> list[tuple[str, np.ndarray]]:
+        """``(name, array)`` for every trainable parameter, by state-dict name (``"0.weight"``), in order."""
         return [(name, value) for name, value, _ in iter_parameters(self)]
 
     def num_parameters(self) -> int:
+        """The number of trainable scalars of all layers."""
         return sum(layer.num_parameters() for layer in self.layers)
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -198,12 +201,15 @@ class Sequential:
         return self._device
 
     def astype(self, dtype: Any) -> Sequential:
+        """Convert every layer to ``dtype`` (float32 or float64) in place, as :meth:`Layer.astype
+        <numpycnn.layers.base.Layer.astype>`; return the model."""
         for layer in self.layers:
             layer.astype(dtype)
         return self
 
     @property
     def dtype(self) -> np.dtype:
+        """The dtype of the first parameter (float32 for a model without parameters)."""
         for layer in self.layers:
             for value in layer.params.values():
                 return value.dtype

@@ -1,12 +1,12 @@
 """Ready-made architectures, each built from the layers alone and initialised from one seed.
 
-===========  ==========================================================  ==========  ===============
-name         layers                                                      parameters  MFLOPs / image
-===========  ==========================================================  ==========  ===============
-``seed``     Conv 1->8 3x3, ReLU, MaxPool 2, Flatten, Dense 1352->10        13,610   0.12
-``lenet5``   Conv 6 5x5 pad 2, pool, Conv 16 5x5, pool, Dense 120, 84, 10    61,706   0.83
-``deep``     3 conv blocks (32, 32, 64) with batch norm, dropout, Dense 128     431,018   22.9
-===========  ==========================================================  ==========  ===============
+==========  ==============================================================  ==========  ==============
+name        layers                                                          parameters  MFLOPs / image
+==========  ==============================================================  ==========  ==============
+``seed``    Conv 1->8 3x3, ReLU, MaxPool 2, Flatten, Dense 1352->10             13,610  0.12
+``lenet5``  Conv 6 5x5 pad 2, pool, Conv 16 5x5, pool, Dense 120, 84, 10        61,706  0.83
+``deep``    3 conv blocks (32, 32, 64) with batch norm, dropout, Dense 128     431,018  22.9
+==========  ==============================================================  ==========  ==============
 
 ``deep-plain`` (no batch norm, no dropout) and ``deep-dropout`` (dropout, no batch norm) are the same
 network with parts taken away, for the ablation in docs/results.md.

@@ -3,7 +3,7 @@
 An optimiser holds hyperparameters and, per parameter, its state (momenta, moments), keyed by the
 parameter's state-dict name (``"0.weight"``), allocated on first use and updated in place. Layers never see a
 learning rate: ``opt.step(model)`` reads every ``(name, value, grad)`` from
-:func:`numpycnn.model.sequential.iter_parameters` and writes the new values into the layers' own arrays. ``opt.lr`` is a
+:func:`numpycnn.layers.base.iter_parameters` and writes the new values into the layers' own arrays. ``opt.lr`` is a
 plain attribute that learning-rate schedules change.
 
 Each step works in one (two for RMSProp) scratch array per parameter, also kept across steps, so a step

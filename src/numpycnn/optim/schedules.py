@@ -54,6 +54,7 @@ class Schedule:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, so that ``type(s)(**s.get_config())`` rebuilds the schedule."""
         return {"warmup_epochs": self.warmup_epochs}
 
     def __repr__(self) -> str:

@@ -48,6 +48,7 @@ class History:
         self.epoch: list[int] = []
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
+        """Record the metrics ``logs`` of the 0-based ``epoch``."""
         self.epoch.append(int(epoch))
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
@@ -58,6 +59,7 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
+        """The ``History`` that :meth:`to_dict` wrote (from a checkpoint or ``history.json``)."""
         history = cls()
         history.epoch = [int(e) for e in data["epoch"]]
         history.history.update({k: [float(v) for v in values] for k, values in data["history"].items()})
@@ -82,6 +84,7 @@ class Callback:
     trainer: Trainer | None = None
 
     def set_trainer(self, trainer: Trainer) -> None:
+        """Called by ``fit`` before training: the :class:`~numpycnn.training.loop.Trainer` the hooks may read."""
         self.trainer = trainer
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:

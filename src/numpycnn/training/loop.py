@@ -180,6 +180,7 @@ class Batches:
         return batch
 
     def get(self, index: np.ndarray | slice) -> np.ndarray:
+        """The batch ``x[index]`` scaled and standardised (:meth:`gather`, then :meth:`standardise`)."""
         return self.standardise(self.gather(index))
 
 
@@ -417,6 +418,7 @@ class Trainer:
                 callback.on_batch_end(step, logs)
 
     def report(self, logs: dict[str, float]) -> None:
+        """Print the epoch's line (``Epoch 3/10 - 4.2s - loss: ...``) when ``verbose`` is at least 1."""
         if self.verbose < 1:
             return
         parts = [f"Epoch {self.epoch + 1}/{self.epochs}", f"{logs['seconds']:.1f}s"]
