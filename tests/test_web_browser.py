@@ -59,8 +59,17 @@ def artifacts(tmp_path_factory):
     return folder
 
 
+#: Records every CSP violation the page meets (they are also console errors, but this names the directive).
+CSP_LISTENER = """window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));"""
+
+
 def open_page(browser, server, width=1280, height=900):
+    """The page, ready, with its JavaScript errors in ``page.errors`` and its CSP violations in
+    ``window.cspViolations``."""
     page = browser.new_page(viewport={"width": width, "height": height})
+    page.add_init_script(CSP_LISTENER)
     page.errors = []
     page.on("pageerror", lambda err: page.errors.append(f"page error: {err}"))
     page.on("console", lambda msg: page.errors.append(f"console: {msg.text}") if msg.type == "error" else None)

@@ -11,30 +11,14 @@ import json
 
 import numpy as np
 import pytest
-from test_web_browser import artifacts, browser, draw, server  # noqa: F401  (fixtures)
+from test_web_browser import artifacts, browser, draw, open_page, server  # noqa: F401  (fixtures)
 
 from numpycnn.web import explain
-
-#: Records every CSP violation the page meets (they are also console errors, but this names the directive).
-CSP_LISTENER = """window.cspViolations = [];
-document.addEventListener("securitypolicyviolation",
-  (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));"""
-
-
-def open_learn_page(browser, server, width=1280, height=900):  # noqa: F811
-    page = browser.new_page(viewport={"width": width, "height": height})
-    page.add_init_script(CSP_LISTENER)
-    page.errors = []
-    page.on("pageerror", lambda err: page.errors.append(f"page error: {err}"))
-    page.on("console", lambda msg: page.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    page.goto(server.url)
-    page.wait_for_selector("body[data-ready]")
-    return page
 
 
 @pytest.fixture
 def page(browser, server):  # noqa: F811
-    page = open_learn_page(browser, server)
+    page = open_page(browser, server)
     yield page
     violations = page.evaluate("window.cspViolations")
     errors = page.errors
@@ -171,7 +155,7 @@ def test_switching_models_keeps_the_label_and_the_panel(page):  # noqa: F811
 
 
 def test_the_panel_at_phone_width(browser, server):  # noqa: F811
-    page = open_learn_page(browser, server, width=375, height=740)
+    page = open_page(browser, server, width=375, height=740)
     try:
         draw(page, "7")
         learned(page, 7)

@@ -13,14 +13,9 @@ import time
 
 import numpy as np
 import pytest
-from test_web_browser import artifacts, browser, draw, server  # noqa: F401  (fixtures)
+from test_web_browser import artifacts, browser, draw, open_page, server  # noqa: F401  (fixtures)
 
 from numpycnn.web import explain, train
-
-#: Records every CSP violation the page meets (they are also console errors, but this names the directive).
-CSP_LISTENER = """window.cspViolations = [];
-document.addEventListener("securitypolicyviolation",
-  (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));"""
 
 #: Records each step and each filter redraw the panel shows while a training runs.
 WATCHER = """window.seen = {steps: [], filters: []};
@@ -39,20 +34,9 @@ STEP_SECONDS = 0.008
 LONG = {"model": "lenet5", "optimizer": "adam", "lr": 0.001, "batch_size": 8, "epochs": 3, "images": 10_000}
 
 
-def open_train_page(browser, server, width=1280, height=900):  # noqa: F811
-    page = browser.new_page(viewport={"width": width, "height": height})
-    page.add_init_script(CSP_LISTENER)
-    page.errors = []
-    page.on("pageerror", lambda err: page.errors.append(f"page error: {err}"))
-    page.on("console", lambda msg: page.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    page.goto(server.url)
-    page.wait_for_selector("body[data-ready]")
-    return page
-
-
 @pytest.fixture
 def page(browser, server):  # noqa: F811
-    page = open_train_page(browser, server)
+    page = open_page(browser, server)
     yield page
     server.app.training.close()
     violations = page.evaluate("window.cspViolations")
@@ -165,7 +149,7 @@ def test_cancel_from_the_page(page, server):  # noqa: F811
 
 
 def test_a_page_is_refused_a_second_training_and_another_page_follows_the_first(browser, server):  # noqa: F811
-    first = open_train_page(browser, server)  # opened before the training: its Train button is enabled
+    first = open_page(browser, server)  # opened before the training: its Train button is enabled
     run = server.app.training.start(train.check_settings(LONG))
     other = None
     try:
@@ -174,7 +158,7 @@ def test_a_page_is_refused_a_second_training_and_another_page_follows_the_first(
         assert response.value.status == 409
         first.wait_for_selector("#train-state.error")
         assert "one runs at a time" in first.inner_text("#train-state")
-        other = open_train_page(browser, server)  # opened during the training: it shows it, then follows it
+        other = open_page(browser, server)  # opened during the training: it shows it, then follows it
         state_is(other, "training", timeout=10_000)
         assert other.is_disabled("#train-start") and other.get_attribute("#train-panel", "data-run") == str(run["id"])
         with other.expect_response("**/api/train/cancel"):
@@ -191,7 +175,7 @@ def test_a_page_is_refused_a_second_training_and_another_page_follows_the_first(
 
 
 def test_the_panel_at_phone_width(browser, server):  # noqa: F811
-    page = open_train_page(browser, server, width=375, height=740)
+    page = open_page(browser, server, width=375, height=740)
     try:
         fill(page, {"#train-images": "256", "#train-epochs": "1"})
         page.click("#train-start")

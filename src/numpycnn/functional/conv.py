@@ -361,6 +361,15 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
     return out, ConvCache(x, kept, w_mat, g, b is not None, workspace)
 
 
+def _check_dout(dout: np.ndarray, g: Any) -> None:
+    """Raise unless ``dout`` has the shape of the forward pass's output, (N, F, Ho, Wo) of geometry ``g``."""
+    if dout.shape != (g.N, g.F, g.Ho, g.Wo):
+        raise ValueError(
+            f"conv2d_backward: `dout` must have the output's shape {(g.N, g.F, g.Ho, g.Wo)}. "
+            f"Got {dout.shape}."
+        )
+
+
 def conv2d_backward(dout: np.ndarray, cache: ConvCache | GeneralConvCache, need_dx: bool = True
                     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of :func:`conv2d_forward`: ``(dx, dw, db)``; a dilated or grouped convolution's cache goes to
@@ -397,11 +406,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache | GeneralConvCache, need_
         return conv2d_backward_general(dout, cache, need_dx)
     xp = get_array_module(dout)
     x, kept_cols, w_mat, g, has_bias, workspace = cache
-    if dout.shape != (g.N, g.F, g.Ho, g.Wo):
-        raise ValueError(
-            f"conv2d_backward: `dout` must have the output's shape {(g.N, g.F, g.Ho, g.Wo)}. "
-            f"Got {dout.shape}."
-        )
+    _check_dout(dout, g)
     dtype = w_mat.dtype
     dout = dout.astype(dtype, copy=False)
     correlate = g.sh == g.sw == 1 and g.ph < g.kh and g.pw < g.kw  # the rule for the fast input gradient
@@ -671,11 +676,7 @@ def conv2d_backward_general(dout: np.ndarray, cache: GeneralConvCache, need_dx: 
     """
     xp = get_array_module(dout)
     x, kept_cols, w_grp, g, has_bias, workspace = cache
-    if dout.shape != (g.N, g.F, g.Ho, g.Wo):
-        raise ValueError(
-            f"conv2d_backward: `dout` must have the output's shape {(g.N, g.F, g.Ho, g.Wo)}. "
-            f"Got {dout.shape}."
-        )
+    _check_dout(dout, g)
     dtype = w_grp.dtype
     dout = dout.astype(dtype, copy=False)
     dw = xp.zeros((g.G, g.Fg, g.Kg), dtype=dtype)  # (G, F/G, Kg)
