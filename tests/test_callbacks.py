@@ -230,6 +230,8 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one_bit_for_bit(tm
     assert resumed_history.epoch == [0, 1, 2]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
         assert resumed_history.history[key] == straight_history.history[key], key
+    assert resumed_history.gradients == straight_history.gradients  # gradient health, saved in the checkpoint
+    assert len(resumed_history.gradients["0.Conv2D"]["update_ratio"]) == 3
     for index in (11, 15):  # the two Dropout layers' generators continue alike
         assert straight.layers[index].name == "Dropout"
         assert np.array_equal(straight.layers[index].rng.random(4), resumed.layers[index].rng.random(4))

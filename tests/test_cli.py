@@ -13,7 +13,7 @@ from numpycnn.cli import main
 from numpycnn.model.io import load_model
 
 LIMIT = "600"
-PLOTS = ("curves.png", "confusion_matrix.png", "filters.png", "feature_maps.png", "misclassified.png")
+PLOTS = ("curves.png", "gradients.png", "confusion_matrix.png", "filters.png", "feature_maps.png", "misclassified.png")
 
 
 @pytest.fixture(scope="module")

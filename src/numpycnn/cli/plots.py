@@ -1,4 +1,5 @@
-"""The pictures of a training run, as PNG files: curves, confusion matrix, filters, feature maps, mistakes.
+"""The pictures of a training run, as PNG files: curves, gradient health, confusion matrix, filters, feature maps,
+mistakes.
 
 Each ``plot_*(..., path)`` draws on its own :class:`matplotlib.figure.Figure` rendered by the Agg
 backend (never ``pyplot``, so no window opens and no global backend is switched), writes the PNG to a
@@ -23,6 +24,7 @@ import numpy as np
 
 from numpycnn.core import backend
 from numpycnn.core.files import atomic_write
+from numpycnn.training.health import HEALTHY_RATIO
 
 
 def _figure(width: float, height: float) -> Any:
@@ -93,6 +95,50 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_gradient_health(gradients: Mapping[str, Mapping[str, Sequence[float]]],
+                         path: str | os.PathLike[str]) -> Path:
+    """Gradient health per epoch: each layer's gradient norm, and its update/weight ratio against the healthy band.
+
+    Both on log scales, one line per layer with parameters (:mod:`numpycnn.training.health` defines the figures
+    and how to read them): the epoch means as lines with dots, the epoch's largest step as a dotted line of the same
+    colour; the ratio panel shades :data:`~numpycnn.training.health.HEALTHY_RATIO`.
+
+    Parameters
+    ----------
+    gradients : mapping
+        ``History.gradients``: per layer key (``"0.Conv2D"``), lists ``grad_norm`` and ``update_ratio``.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    if not gradients or not any(fields.get("grad_norm") for fields in gradients.values()):
+        raise ValueError("plot_gradient_health: `gradients` holds no epoch. Train with fit(..., "
+                         "gradient_health=True) (the default) for at least one epoch.")
+    fig = _figure(10, 4)
+    norm_ax, ratio_ax = fig.subplots(1, 2)
+    for key, fields in gradients.items():
+        for ax, name in ((norm_ax, "grad_norm"), (ratio_ax, "update_ratio")):
+            line = None
+            for suffix, style, extra in (("", "o-", {"label": key}), ("_max", ":", {"alpha": 0.6})):
+                values = np.asarray(fields.get(name + suffix, []), float)
+                shown = np.where(np.isfinite(values) & (values > 0), values, np.nan)  # log axes show no 0, inf
+                if len(values):
+                    color = {} if line is None else {"color": line.get_color()}
+                    drawn = ax.plot(range(1, len(values) + 1), shown, style, **extra, **color)[0]
+                    line = line or drawn
+    ratio_ax.axhspan(*HEALTHY_RATIO, color="tab:green", alpha=0.12, label="healthy (1e-4 to 1e-2)")
+    ratio_ax.axhline(1e-3, color="tab:green", alpha=0.5, linewidth=1)
+    for ax, title in ((norm_ax, "Gradient norm ||dL/dθ|| (mean; dotted: largest)"),
+                      (ratio_ax, "Update / weight ||Δθ|| / ||θ|| (mean; dotted: largest)")):
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    norm_ax.legend(fontsize=8)
+    ratio_ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 

@@ -32,7 +32,8 @@ from typing import Any
 #: The files ``numpycnn train`` writes into a run folder (the checkpoint first: it is removed first).
 RUN_FILES = ("checkpoint.safetensors", "model.safetensors", "config.json", "history.json", "metrics.json")
 #: The pictures of a finished run.
-PLOT_FILES = ("curves.png", "confusion_matrix.png", "filters.png", "feature_maps.png", "misclassified.png")
+PLOT_FILES = ("curves.png", "gradients.png", "confusion_matrix.png", "filters.png", "feature_maps.png",
+              "misclassified.png")
 LOCK_NAME = ".lock"
 #: Temporary files of ``numpycnn.core.files.atomic_write``: ``.{name}.{random}.tmp`` beside ``name``.
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")

@@ -187,6 +187,7 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
     scores = model.evaluate(test[0], test[1])
     metrics = run_metrics(config, history, scores, model, len(train[1]), len(test[1]))
     metrics["processes"] = 1 if dist is None else dist.size
+    metrics["gradient_health"] = gradient_findings(history)
     try:
         model.save(out / "model.safetensors")
         write_json(out / "history.json", history.to_dict())
@@ -198,6 +199,8 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
     say(f"Test accuracy: {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f}, "
         f"{len(test[1]):,} images, {metrics['train_seconds']:.1f}s training, "
         f"{metrics['images_per_second']:,.0f} images/s). Files in {out}")
+    for finding in metrics["gradient_health"]:
+        say(f"Gradient health: {finding}")
     return 0
 
 
@@ -453,8 +456,15 @@ def run_metrics(config: dict[str, Any], history: Any, scores: dict[str, float], 
     }
 
 
+def gradient_findings(history: Any) -> list[str]:
+    """What :func:`numpycnn.training.health.diagnose` finds in the run's gradient health (empty: healthy)."""
+    from numpycnn.training.health import diagnose
+
+    return diagnose(history.gradients)
+
+
 def write_plots(model: Any, history: Any, test: tuple[Any, Any], out: Path) -> None:
-    """The run's pictures: curves, confusion matrix, first-layer filters, feature maps, mistakes."""
+    """The run's pictures: curves, gradient health, confusion matrix, first-layer filters, feature maps, mistakes."""
     from numpycnn import datasets
     from numpycnn.cli import plots
 
@@ -462,6 +472,8 @@ def write_plots(model: Any, history: Any, test: tuple[Any, Any], out: Path) -> N
     predicted = model.predict_classes(images)
     names = model.class_names
     plots.plot_history(history.history, out / "curves.png")
+    if history.gradients:
+        plots.plot_gradient_health(history.gradients, out / "gradients.png")
     matrix = plots.confusion_matrix(labels, predicted, len(names))
     plots.plot_confusion_matrix(matrix, names, out / "confusion_matrix.png")
     first_conv = next((layer for layer in model.layers if "weight" in layer.params

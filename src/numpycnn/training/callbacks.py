@@ -41,11 +41,16 @@ class History:
         (empty without validation data), ``lr`` (the learning rate used in the epoch) and ``seconds``.
     epoch : list of int
         The 0-based index of each recorded epoch.
+    gradients : dict of str to dict of str to list of float
+        Gradient health per layer with parameters (:mod:`numpycnn.training.health`), keyed ``"0.Conv2D"``:
+        ``grad_norm`` and ``update_ratio`` (means over the epoch's steps) and ``weight_norm`` (at its end), one
+        value per epoch; empty when ``fit`` ran with ``gradient_health=False``.
     """
 
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         self.epoch: list[int] = []
+        self.gradients: dict[str, dict[str, list[float]]] = {}
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         """Record the metrics ``logs`` of the 0-based ``epoch``."""
@@ -53,16 +58,28 @@ class History:
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
 
+    def append_gradients(self, record: dict[str, dict[str, float]]) -> None:
+        """Record one epoch's gradient health, ``{"0.Conv2D": {"grad_norm": ..., ...}}``, after :meth:`append`."""
+        for layer, fields in record.items():
+            lists = self.gradients.setdefault(layer, {})
+            for key, value in fields.items():
+                lists.setdefault(key, []).append(float(value))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable copy, as stored in checkpoints and ``history.json``."""
-        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
+        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()},
+                "gradients": {layer: {k: list(v) for k, v in fields.items()}
+                              for layer, fields in self.gradients.items()}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        """The ``History`` that :meth:`to_dict` wrote (from a checkpoint or ``history.json``)."""
+        """The ``History`` that :meth:`to_dict` wrote (from a checkpoint or ``history.json``; files written before
+        gradient health was recorded have no ``gradients``)."""
         history = cls()
         history.epoch = [int(e) for e in data["epoch"]]
         history.history.update({k: [float(v) for v in values] for k, values in data["history"].items()})
+        history.gradients = {str(layer): {str(k): [float(v) for v in values] for k, values in fields.items()}
+                             for layer, fields in data.get("gradients", {}).items()}
         return history
 
     def __repr__(self) -> str:
