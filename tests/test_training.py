@@ -328,8 +328,9 @@ def test_backward_without_input_grad_gives_identical_parameter_gradients():
 
 def test_evaluate_and_predict_bound_their_batches_and_keep_no_caches(monkeypatch):
     """Inference lowers the batch size to the activation budget and drops each layer's cache once it has run."""
+    from numpycnn.functional.activations import softmax_forward
     from numpycnn.model.zoo import deep_cnn
-    from numpycnn.training import loop as training
+    from numpycnn.training import inference as training
 
     model = deep_cnn(seed=0)
     per_image = 32 * 28 * 28 * 4  # the largest activation, bytes per image
@@ -340,7 +341,7 @@ def test_evaluate_and_predict_bound_their_batches_and_keep_no_caches(monkeypatch
     x = np.random.default_rng(0).integers(0, 256, (7, 1, 28, 28), dtype=np.uint8)
     y = np.arange(7) % 10
     whole = model.forward(x / np.float32(255), training=False)
-    np.testing.assert_allclose(model.predict(x), training.softmax_forward(whole)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x), softmax_forward(whole)[0], rtol=1e-5, atol=1e-6)
     model.evaluate(x, y)
     assert all(layer.cache is None for layer in model.layers)
     assert all(step.cache is None for step in model.plan().steps)

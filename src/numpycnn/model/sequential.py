@@ -246,12 +246,12 @@ class Sequential:
         return loop.fit(self, x, y, **kwargs)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> dict[str, float]:
-        """``{"loss": ..., "accuracy": ...}`` on ``(x, y)``; see :func:`numpycnn.training.loop.evaluate`."""
+        """``{"loss": ..., "accuracy": ...}`` on ``(x, y)``; see :func:`numpycnn.training.inference.evaluate`."""
         return loop.evaluate(self, x, y, **kwargs)
 
     def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
         """Class probabilities ``(N, classes)`` as a NumPy array, on any device; see
-        :func:`numpycnn.training.loop.predict`."""
+        :func:`numpycnn.training.inference.predict`."""
         return loop.predict(self, x, **kwargs)
 
     def predict_classes(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:

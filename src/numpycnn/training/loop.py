@@ -8,23 +8,18 @@ One training step on a batch :math:`(x_B, y_B)` of :math:`B` images is
     g = \\frac{\\partial L}{\\partial \\theta} \\ \\text{(model.backward)}, \\qquad
     \\theta \\leftarrow \\text{optimizer.step}(\\theta, g)
 
-Data conventions: ``uint8`` images are raw pixels; each batch is gathered into a reused floating-point buffer,
-scaled to :math:`[0, 1]` (:math:`x \\cdot (1/255)`, as ``datasets.to_float``), augmented (if asked) and
-standardised per channel with ``model.normalization`` (:math:`(x - \\mu_c) / \\sigma_c`, as
-``datasets.standardize``). Floating-point inputs are taken as already scaled to :math:`[0, 1]` (``x / 255``)
-and get the same standardisation, so uint8 images and the same images as floats give the same outputs; floats
-that look like 0-255 pixels raise a warning. The data set is never converted whole: MNIST stays 47 MB of
-``uint8`` in memory.
+Data: each batch is gathered from ``x`` (uint8 pixels or floats in [0, 1]) into a reused buffer, augmented (if
+asked) and standardised with ``model.normalization`` (:mod:`numpycnn.training.batches` has the rules); the data
+set is never converted whole. ``evaluate`` and ``predict`` live in :mod:`numpycnn.training.inference` and are
+re-exported here.
 
 Divergence stops training with :class:`~numpycnn.TrainingError`: a loss that is NaN or infinite, or that
 grows to more than :data:`DIVERGENCE_FACTOR` times the first batch's (at least 1), and weights that are no
 longer finite at the end of an epoch.
 
 Devices: the data stays on the host. Each batch is gathered, augmented and standardised there, then sent to
-the model's device (``model.device``, see :mod:`numpycnn.core.backend`) in one copy, :func:`to_model`; a
-training batch's labels go with it, and ``evaluate`` sends all the labels once per call. The loss and the
-number of correct guesses are reduced on the device and come back as one scalar each; ``predict`` returns NumPy
-arrays.
+the model's device with its labels in one copy each (:func:`~numpycnn.training.batches.to_model`); the loss and
+the number of correct guesses come back as one scalar each.
 
 Randomness: ``rng`` (a seed or a ``numpy.random.Generator``) gives two independent child generators, one for
 the shuffle order and one for augmentation, so turning augmentation on does not change the order of batches.
@@ -36,7 +31,6 @@ import contextlib
 import math
 import numbers
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,17 +39,25 @@ import numpy as np
 from numpycnn.core import backend
 from numpycnn.core.checks import boolean, fail, positive_int, real_in_range
 from numpycnn.errors import TrainingError
-from numpycnn.functional.activations import softmax_forward
-from numpycnn.layers.losses import CrossEntropyLoss
+from numpycnn.training.batches import Batches, check_inputs, check_labels, chunks, count_hits, to_model
 from numpycnn.training.callbacks import HISTORY_KEYS, Callback, History, callback_keys
 from numpycnn.training.distributed import DataParallel, SingleProcess, data_parallel
 from numpycnn.training.health import GradientHealth
+from numpycnn.training.inference import (
+    INFERENCE_BYTES,
+    default_loss,
+    evaluate,
+    evaluate_batches,
+    inference_batch_size,
+    predict,
+)
 from numpycnn.training.resume import training_state
 
 if TYPE_CHECKING:
     from numpycnn.model.sequential import Sequential
 
-__all__ = ["HISTORY_KEYS", "Batches", "History", "Trainer", "evaluate", "fit", "predict"]
+__all__ = ["HISTORY_KEYS", "INFERENCE_BYTES", "Batches", "History", "Trainer", "check_inputs", "check_labels",
+           "default_loss", "evaluate", "evaluate_batches", "fit", "inference_batch_size", "predict", "to_model"]
 
 #: A loss this many times the first batch's loss (or 1, if larger) means training diverged.
 DIVERGENCE_FACTOR = 1e4
@@ -63,227 +65,13 @@ DIVERGENCE_FACTOR = 1e4
 #: A layer-free augmentation, ``augment(batch, rng) -> batch``, on float images in [0, 1], ``(B, C, H, W)``.
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
-# -- data checks ---------------------------------------------------------------------------------------------
-def check_inputs(owner: str, model: Sequential, x: Any, name: str = "x") -> tuple[np.ndarray, int]:
-    """Return ``(x, classes)`` after checking dtype, shape and finiteness of ``x`` against ``model``."""
-    x = np.asarray(x)
-    if x.dtype != np.uint8 and x.dtype.kind != "f":
-        fail(owner, name, "uint8 images or a floating-point array", x.dtype, error=TypeError,
-             hint="Convert with x.astype(np.float32), or pass the raw uint8 images.")
-    expected = model.input_shape
-    if expected is not None and x.shape[1:] != expected:
-        hint = ""
-        if x.shape == expected:
-            hint = "Use x[None] for a single image."
-        elif len(expected) == 3 and expected[0] == 1 and x.shape[1:] == expected[1:]:
-            hint = "Use x[:, None] for a batch of single-channel images."
-        fail(owner, f"{name}.shape", f"(N, {', '.join(map(str, expected))})", x.shape, hint=hint)
-    if x.ndim < 2 or len(x) == 0:
-        fail(owner, f"{name}.shape", "(N, ...) with N >= 1 samples", x.shape)
-    if x.dtype.kind == "f" and not np.isfinite(np.sum(x, dtype=np.float64)):
-        fail(owner, name, "finite", "an array with NaN or infinite values")
-    if x.dtype.kind == "f" and x.size and float(x.max()) > 2.0 and float(x.min()) >= 0.0:
-        warnings.warn(f"{owner}: `{name}` holds floats up to {float(x.max()):g}, which look like 0-255 pixels; "
-                      "float images are taken as already scaled to [0, 1]. Pass the uint8 images, or x / 255.",
-                      stacklevel=3)
-    try:
-        out_shape = model.output_shapes(x.shape[1:])[-1]
-    except ValueError as err:
-        raise ValueError(f"{owner}: the model cannot take `{name}` of shape {x.shape}: {err}") from None
-    if len(out_shape) != 1:
-        fail(owner, "model", "a classifier with outputs (N, classes)", f"outputs of shape (N, *{out_shape})")
-    return x, int(out_shape[0])
-
-
-def check_labels(owner: str, y: Any, n: int, classes: int, name: str = "y") -> np.ndarray:
-    """Return ``y`` as int64 class indices ``(n,)``; one-hot rows ``(n, classes)`` are converted."""
-    y = np.asarray(y)
-    if y.ndim == 2:
-        if y.shape != (n, classes) or not np.all((y == 0) | (y == 1)) or not np.all(y.sum(axis=1) == 1):
-            fail(owner, name, f"int labels (N,) or one-hot rows of shape ({n}, {classes})",
-                 f"shape {y.shape}", hint="One-hot rows must hold a single 1 and zeros.")
-        return np.argmax(y, axis=1).astype(np.int64)
-    if y.ndim != 1:
-        fail(owner, f"{name}.shape", "(N,) for class labels or (N, classes) for one-hot rows", y.shape)
-    if y.dtype.kind not in "iu":
-        fail(owner, name, "integer class labels", f"dtype {y.dtype}", error=TypeError,
-             hint="Use y.astype(np.int64) for integral float labels.")
-    if len(y) != n:
-        fail(owner, f"len({name})", f"the number of images ({n})", len(y))
-    low, high = int(y.min()), int(y.max())
-    if low < 0 or high >= classes:
-        fail(owner, name, f"labels in [0, {classes - 1}] for a model with {classes} outputs",
-             f"labels in [{low}, {high}]")
-    return y.astype(np.int64, copy=False)
-
-
+# -- arguments ---------------------------------------------------------------------------------------------
 def _as_generator(owner: str, rng: Any) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
         return np.random.default_rng(rng)
     fail(owner, "rng", "an int seed, a numpy.random.Generator or None", rng, error=TypeError)
-
-
-# -- batches ----------------------------------------------------------------------------------------------
-class Batches:
-    """Gathers batches of ``x`` into one reused buffer of ``dtype``: uint8 scaled to [0, 1], standardised.
-
-    Parameters
-    ----------
-    x : ndarray, (N, C, H, W) or (N, features)
-        uint8 raw images or a floating-point array.
-    batch_size : int
-        The largest batch ``gather`` is asked for.
-    dtype : numpy dtype
-        The model's dtype (float32 or float64).
-    normalization : dict or None
-        ``{"mean": [...], "std": [...]}`` per channel of images in [0, 1], applied to uint8 inputs (after
-        ``x / 255``) and to float inputs alike.
-    """
-
-    def __init__(self, x: np.ndarray, batch_size: int, dtype: Any, normalization: dict | None = None) -> None:
-        self.x, self.dtype = x, np.dtype(dtype)
-        shape = (min(batch_size, len(x)), *x.shape[1:])
-        self.out = np.empty(shape, self.dtype)
-        self.raw = None if x.dtype == self.dtype else np.empty(shape, x.dtype)
-        self.mean = self.std = None
-        if normalization:
-            channels = x.shape[1]
-            mean = np.asarray(normalization["mean"], self.dtype).reshape(-1)
-            std = np.asarray(normalization["std"], self.dtype).reshape(-1)
-            if mean.size not in (1, channels) or std.size not in (1, channels) or np.any(std <= 0):
-                fail("Batches", "model.normalization", f"a mean and positive std per channel ({channels})",
-                     normalization)
-            stat_shape = (1, -1) + (1,) * (x.ndim - 2)  # (1, C, 1, 1) for images
-            self.mean, self.std = mean.reshape(stat_shape), std.reshape(stat_shape)
-
-    def gather(self, index: np.ndarray | slice) -> np.ndarray:
-        """``x[index]`` as floats (uint8 scaled to [0, 1]) in the reused buffer, not yet standardised."""
-        b = len(index) if isinstance(index, np.ndarray) else len(range(*index.indices(len(self.x))))
-        out = self.out[:b]
-        target = out if self.raw is None else self.raw[:b]
-        if isinstance(index, slice):
-            np.copyto(target, self.x[index])
-        else:
-            np.take(self.x, index, axis=0, out=target, mode="clip")
-        if self.raw is not None and self.x.dtype == np.uint8:
-            np.multiply(target, self.dtype.type(1 / 255), out=out)  # as datasets.to_float does
-        elif self.raw is not None:
-            np.copyto(out, target, casting="unsafe")
-        return out
-
-    def standardise(self, batch: np.ndarray) -> np.ndarray:
-        """:math:`(x - \\mu_c) / \\sigma_c` in place when the model has a normalisation; returns ``batch``."""
-        if self.mean is not None:
-            np.subtract(batch, self.mean, out=batch)
-            np.divide(batch, self.std, out=batch)
-        return batch
-
-    def get(self, index: np.ndarray | slice) -> np.ndarray:
-        """The batch ``x[index]`` scaled and standardised (:meth:`gather`, then :meth:`standardise`)."""
-        return self.standardise(self.gather(index))
-
-
-def to_model(model: Sequential, array: np.ndarray) -> Any:
-    """A host batch (images or labels) on the model's device: the one place where ``fit``, ``evaluate`` and
-    ``predict`` copy data to a device (the array itself on the CPU)."""
-    return backend.to_device(array, model.device)
-
-
-def _chunks(n: int, batch_size: int) -> list[slice]:
-    return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-
-
-# -- evaluate and predict ------------------------------------------------------------------------------
-#: Bytes that the largest activation of one inference batch may take. ``evaluate`` and ``predict`` lower their
-#: batch size to stay within it and keep no layer caches, so their memory does not grow with the data: for
-#: ``deep_cnn`` (100 KB per image in its largest layer) batches of 640 images, about 300 MB at the peak.
-INFERENCE_BYTES = 64 << 20
-
-
-def inference_batch_size(model: Sequential, sample_shape: tuple[int, ...], batch_size: int) -> int:
-    """``batch_size``, lowered so that the model's largest activation for one batch fits in :data:`INFERENCE_BYTES`."""
-    largest = max((int(np.prod(shape)) for shape in model.output_shapes(sample_shape)), default=1)
-    largest = max(largest, int(np.prod(sample_shape)))
-    return max(1, min(batch_size, INFERENCE_BYTES // (largest * model.dtype.itemsize)))
-
-
-def _evaluate_batches(model: Sequential, batches: Batches, y: np.ndarray, loss: Any) -> dict[str, float]:
-    total, correct = 0.0, 0
-    labels = to_model(model, y)
-    for part in _chunks(len(y), len(batches.out)):
-        logits = model.forward(to_model(model, batches.get(part)), training=False, keep_cache=False)
-        total += float(loss.forward(logits, labels[part])) * (part.stop - part.start)
-        correct += _hits(logits, labels[part])
-    return {"loss": total / len(y), "accuracy": correct / len(y)}
-
-
-def _hits(logits: Any, labels: Any) -> int:
-    """Correct guesses of a batch, counted where the logits are; one scalar comes back."""
-    xp = backend.get_array_module(logits)
-    return int(xp.count_nonzero(xp.argmax(logits, axis=1) == labels))
-
-
-def _default_loss() -> Any:
-    return CrossEntropyLoss()
-
-
-def evaluate(model: Sequential, x: Any, y: Any, batch_size: int = 1000, loss: Any = None) -> dict[str, float]:
-    """Mean loss and accuracy of ``model`` on ``(x, y)``, run with ``training=False``.
-
-    Parameters
-    ----------
-    x : ndarray, (N, C, H, W)
-        uint8 images or floats (see the module notes).
-    y : ndarray, (N,) int or (N, classes) one-hot
-    batch_size : int
-        Images per forward pass, at most; lowered to keep the largest activation within
-        :data:`INFERENCE_BYTES`.
-    loss : loss object, optional
-        Defaults to ``CrossEntropyLoss()``.
-
-    Returns
-    -------
-    dict
-        ``{"loss": float, "accuracy": float}``, both averaged over the N images.
-    """
-    batch_size = positive_int("evaluate", "batch_size", batch_size)
-    x, classes = check_inputs("evaluate", model, x)
-    y = check_labels("evaluate", y, len(x), classes)
-    batches = Batches(x, inference_batch_size(model, x.shape[1:], batch_size), model.dtype, model.normalization)
-    scores = _evaluate_batches(model, batches, y, loss if loss is not None else _default_loss())
-    if not math.isfinite(scores["loss"]):
-        raise ValueError(f"evaluate: the model's outputs are NaN or infinite (loss {scores['loss']}), so its "
-                         f"scores mean nothing: its weights overflow {model.dtype}.")
-    return scores
-
-
-def predict(model: Sequential, x: Any, batch_size: int = 1000) -> np.ndarray:
-    """Class probabilities ``(N, classes)``: softmax of the logits, unless the model ends with ``Softmax``.
-
-    Always a NumPy array, whatever ``model.device``: each batch's probabilities are copied back to the host.
-    Runs in batches of at most ``batch_size`` images, lowered as in :func:`evaluate` to bound memory.
-
-    Examples
-    --------
-    >>> probs = predict(model, images)           # doctest: +SKIP
-    >>> probs.sum(axis=1)                         # doctest: +SKIP
-    array([1., 1., ...], dtype=float32)
-    """
-    batch_size = positive_int("predict", "batch_size", batch_size)
-    x, classes = check_inputs("predict", model, x)
-    batches = Batches(x, inference_batch_size(model, x.shape[1:], batch_size), model.dtype, model.normalization)
-    ends_with_softmax = bool(model.layers) and model.layers[-1].name == "Softmax"
-    probs = np.empty((len(x), classes), model.dtype)
-    for part in _chunks(len(x), len(batches.out)):
-        outputs = model.forward(to_model(model, batches.get(part)), training=False, keep_cache=False)
-        probs[part] = backend.to_host(outputs if ends_with_softmax else softmax_forward(outputs)[0])
-    bad = int(np.count_nonzero(~np.isfinite(probs).all(axis=1)))
-    if bad:
-        raise ValueError(f"predict: the model's outputs are NaN or infinite for {bad} of {len(x)} inputs: "
-                         f"its weights overflow {model.dtype}.")
-    return probs
 
 
 # -- fit --------------------------------------------------------------------------------------------------
@@ -352,7 +140,7 @@ class Trainer:
         model, loss = self.model, self.loss
         model.zero_grad()
         logits = model.forward(xb, training=True)
-        value, hits = float(loss.forward(logits, yb)), _hits(logits, yb)
+        value, hits = float(loss.forward(logits, yb)), count_hits(logits, yb)
         model.backward(loss.backward(), input_grad=False)
         value, hits = self.dist.average_gradients(model, value, hits, len(yb), global_size or len(yb))
         self.check_loss(value, step, steps)
@@ -393,7 +181,7 @@ class Trainer:
         order = self.rng.permutation(len(y)) if shuffle else None
         n = self.dist.usable(len(y), batch_size)
         labels = np.empty(min(batch_size, n), np.int64)
-        parts = _chunks(n, batch_size)
+        parts = chunks(n, batch_size)
         total, correct = 0.0, 0
         with _progress(self, n) as bar:
             for step, part in enumerate(parts):
@@ -534,7 +322,7 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
     x, classes = check_inputs("fit", model, x)
     y = check_labels("fit", y, len(x), classes)
     x, y, validation = _split_validation(x, y, validation_data, validation_split, model, classes)
-    loss = loss if loss is not None else _default_loss()
+    loss = loss if loss is not None else default_loss()
     trainer = Trainer(model, optimizer, loss, callbacks, _as_generator("fit", rng), epochs, int(verbose))
     trainer.has_validation = validation is not None
     if not boolean("fit", "gradient_health", gradient_health):
@@ -575,7 +363,7 @@ def _run(trainer: Trainer, x: np.ndarray, y: np.ndarray, validation: Any, batch_
         trainer.check_weights()
         dist.average_buffers(model)
         if val_batches is not None:
-            local = (_evaluate_batches(model, val_batches, validation[1], trainer.loss)
+            local = (evaluate_batches(model, val_batches, validation[1], trainer.loss)
                      if len(validation[1]) else None)
             scores = dist.combine_scores(local, len(validation[1]))
             logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
