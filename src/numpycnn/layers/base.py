@@ -13,6 +13,8 @@ A layer holds its parameters and the cache of its last forward pass; the math li
 - ``output_shape(input_shape)`` maps a per-sample shape (no batch axis) to the output's, raising ``ValueError`` for
   an input the layer cannot take. ``Sequential.summary`` and model-file checks use it.
 - ``reset_parameters(rng, nonlinearity)`` (re)draws the parameters from a ``numpy.random.Generator``.
+- Lazy layers (``Dense(out_features=3)``) set ``build_axis`` and define ``build(size)``; their ``forward`` calls
+  ``self.build_for(x)``, which builds them once, from the first input, the same way for every lazy layer.
 - Layers that draw random numbers while running (``Dropout``) keep their generator in ``self.rng``.
 - ``to(device)`` moves ``params``, ``grads`` and ``buffers`` to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy); the math
   takes its array module from its input, ``xp = numpycnn.core.backend.get_array_module(x)``, so one code path runs
@@ -198,6 +200,38 @@ class Layer:
 
     def reset_parameters(self, rng: np.random.Generator, nonlinearity: str = "relu") -> None:
         """Redraw the parameters; layers without parameters do nothing."""
+
+    # -- lazy building: parameters whose shape the first input decides ------------------------------------------
+    #: The input axis whose size sets the parameters' shapes, for layers that may be built lazily (1 for
+    #: ``Dense(out_features=3)``'s features and ``Conv2D(out_channels=8, kernel_size=3)``'s channels); ``None`` for
+    #: layers whose parameters never depend on the input.
+    build_axis: int | None = None
+
+    @property
+    def built(self) -> bool:
+        """Whether the parameters exist: always without :attr:`build_axis`; for a lazy layer, once its first input
+        has given their size."""
+        return self.build_axis is None or bool(self.params)
+
+    def build(self, size: int) -> None:
+        """Create the parameters for inputs of ``size`` along :attr:`build_axis` (defined by the lazy layers)."""
+        raise NotImplementedError(f"{self.name}: a layer with a build_axis must define build(self, size).")
+
+    def build_for(self, x: np.ndarray) -> None:
+        """Build a lazy layer from its first input ``x``: the parameters are drawn on the host with the generator
+        given at construction (so a seed gives the same weights on every device), then moved to ``x``'s device.
+        Does nothing once the layer is built."""
+        if not self.built:
+            self.build(int(x.shape[self.build_axis]))
+            self.to(backend.device_of(x))
+
+    def _draw_when_built(self, rng: np.random.Generator, nonlinearity: str) -> bool:
+        """For :meth:`reset_parameters` of a lazy layer not yet built: keep ``(rng, nonlinearity)`` for
+        :meth:`build` and return True (nothing to draw yet); False once built."""
+        if self.built:
+            return False
+        self._init = (rng, nonlinearity)
+        return True
 
     def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
         """Register the trainable array ``value`` as ``self.params[name]`` with a zero gradient of the same

@@ -126,6 +126,7 @@ class Conv2D(Layer):
     """
 
     param_names = ("weight", "bias")
+    build_axis = 1  # Conv2D(out_channels=8, kernel_size=3) takes its in_channels from the first input
 
     def __init__(self, in_channels: int | None = None, out_channels: int | None = None,
                  kernel_size: int | tuple[int, int] | None = None, stride: int | tuple[int, int] = 1,
@@ -177,14 +178,8 @@ class Conv2D(Layer):
                          self.groups, got=f"groups={self.groups}, in_channels={in_channels}, "
                                           f"out_channels={self.out_channels}")
 
-    @property
-    def built(self) -> bool:
-        """False for a lazy layer (``in_channels=None``) until its input channels are known."""
-        return "weight" in self.params
-
     def reset_parameters(self, rng: np.random.Generator, nonlinearity: str = "relu") -> None:
-        if not self.built:  # drawn when the input channels are known
-            self._init = (rng, nonlinearity)
+        if self._draw_when_built(rng, nonlinearity):  # lazy, not built yet
             return
         w = self.params["weight"]
         kh, kw = self.kernel_size
@@ -196,9 +191,7 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         x = checks.as_float_array("Conv2D", x)
         checks.input_ndim("Conv2D", x, 4, "(N, C, H, W)")
-        if not self.built:  # lazy: drawn on the host, then moved to the input's device
-            self.build(x.shape[1])
-            self.to(backend.device_of(x))
+        self.build_for(x)  # a lazy layer (in_channels=None) learns its input channels here
         checks.input_size("Conv2D", x, 1, self.in_channels, "input channels")
         self._check_fits(x.shape[2:], x.shape)
         y, self.cache = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride,

@@ -65,6 +65,7 @@ class Dense(Layer):
     ((2, 3), (3, 5))
     """
 
+    build_axis = 1  # Dense(out_features=3) takes its in_features from the first input
 
     def __init__(self, in_features: int | None = None, out_features: int | None = None, bias: bool = True, *,
                  rng: np.random.Generator | int | None = None, dtype: Any = np.float32) -> None:
@@ -92,14 +93,8 @@ class Dense(Layer):
             self.add_param("bias", np.empty(self.out_features, dtype=self._dtype))
         self.reset_parameters(*self._init)
 
-    @property
-    def built(self) -> bool:
-        """False for a lazy layer (``in_features=None``) until its input size is known."""
-        return "weight" in self.params
-
     def reset_parameters(self, rng: np.random.Generator, nonlinearity: str = "relu") -> None:
-        if not self.built:  # drawn when the input size is known
-            self._init = (rng, nonlinearity)
+        if self._draw_when_built(rng, nonlinearity):  # lazy, not built yet
             return
         w = self.params["weight"]
         drawn = init_weight(w.shape, self.in_features, self.out_features, nonlinearity, rng, w.dtype)  # on the host
@@ -110,9 +105,7 @@ class Dense(Layer):
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         x = checks.as_float_array("Dense", x)
         checks.input_ndim("Dense", x, 2, "(N, features)")
-        if not self.built:  # lazy: drawn on the host, then moved to the input's device
-            self.build(x.shape[1])
-            self.to(backend.device_of(x))
+        self.build_for(x)  # a lazy layer (in_features=None) learns its input size here
         checks.input_size("Dense", x, 1, self.in_features, "input features")
         z, self.cache = dense_forward(x, self.params["weight"], self.params.get("bias"))
         return z
