@@ -16,9 +16,8 @@ class ReLU(Layer):
 
     Notes
     -----
-    .. math::
-        y = \\max(x, 0), \\qquad
-        \\frac{\\partial L}{\\partial x} = \\frac{\\partial L}{\\partial y}\\,[x > 0]
+    Equations, forward and backward: :func:`~numpycnn.functional.activations.relu_forward`
+    (written once, there and in docs/math.md).
 
     Shape
     -----
@@ -43,10 +42,8 @@ class LeakyReLU(Layer):
 
     Notes
     -----
-    .. math::
-        y = \\begin{cases} x & x > 0 \\\\ a x & x \\le 0 \\end{cases}, \\qquad
-        \\frac{\\partial L}{\\partial x} = \\frac{\\partial L}{\\partial y}
-        \\begin{cases} 1 & x > 0 \\\\ a & x \\le 0 \\end{cases}
+    Equations, forward and backward: :func:`~numpycnn.functional.activations.leaky_relu_forward`
+    (written once, there and in docs/math.md).
 
     Parameters
     ----------
@@ -84,9 +81,8 @@ class Sigmoid(Layer):
 
     Notes
     -----
-    .. math::
-        y = \\frac{1}{1 + e^{-x}}, \\qquad
-        \\frac{\\partial L}{\\partial x} = \\frac{\\partial L}{\\partial y}\\, y (1 - y)
+    Equations, forward and backward: :func:`~numpycnn.functional.activations.sigmoid_forward`
+    (written once, there and in docs/math.md).
 
     Shape
     -----
@@ -111,9 +107,8 @@ class Tanh(Layer):
 
     Notes
     -----
-    .. math::
-        y = \\tanh x, \\qquad
-        \\frac{\\partial L}{\\partial x} = \\frac{\\partial L}{\\partial y}(1 - y^2)
+    Equations, forward and backward: :func:`~numpycnn.functional.activations.tanh_forward`
+    (written once, there and in docs/math.md).
 
     Shape
     -----
@@ -141,12 +136,8 @@ class Softmax(Layer):
 
     Notes
     -----
-    .. math::
-        y_i = \\frac{e^{x_i - m}}{\\sum_j e^{x_j - m}}, \\quad m = \\max_j x_j, \\qquad
-        \\frac{\\partial L}{\\partial x_i} = y_i \\Big(\\frac{\\partial L}{\\partial y_i}
-        - \\sum_j \\frac{\\partial L}{\\partial y_j} y_j\\Big)
-
-    (the full Jacobian-vector product, :math:`J_{ij} = y_i (\\delta_{ij} - y_j)`).
+    Equations, forward and backward: :func:`~numpycnn.functional.activations.softmax_forward`
+    (written once, there and in docs/math.md).
 
     Shape
     -----

@@ -17,11 +17,8 @@ class Dense(Layer):
 
     Notes
     -----
-    .. math::
-        z = x W^T + b, \\qquad
-        \\frac{\\partial L}{\\partial x} = dz\\, W, \\quad
-        \\frac{\\partial L}{\\partial W} = dz^T x, \\quad
-        \\frac{\\partial L}{\\partial b} = \\sum_n dz_n
+    Equations, forward and backward: :func:`~numpycnn.functional.dense.dense_forward`
+    (written once, there and in docs/math.md).
 
     Parameters
     ----------

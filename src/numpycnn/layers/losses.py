@@ -35,14 +35,8 @@ class CrossEntropyLoss(_Loss):
 
     Notes
     -----
-    With :math:`\\log p = \\operatorname{log\\_softmax}(z)` computed by log-sum-exp and target rows :math:`t`
-    (one-hot for integer labels):
-
-    .. math::
-        L = -\\frac{1}{N} \\sum_n \\sum_k t_{nk} \\log p_{nk}, \\qquad
-        \\frac{\\partial L}{\\partial z_{nk}} = \\frac{1}{N}\\Big(p_{nk}\\sum_j t_{nj} - t_{nk}\\Big)
-
-    (:math:`(p - t)/N` for one-hot rows). Never NaN for finite logits, however large. With ``label_smoothing``
+    Equations, forward and backward: :func:`~numpycnn.functional.losses.cross_entropy_forward`
+    (written once, there and in docs/math.md). Never NaN for finite logits, however large. With ``label_smoothing``
     :math:`\\varepsilon > 0` the targets become :math:`(1-\\varepsilon)\\,t + \\varepsilon/K`, as in PyTorch.
 
     Parameters
@@ -124,11 +118,8 @@ class MSELoss(_Loss):
 
     Notes
     -----
-    .. math::
-        L = \\frac{1}{M}\\sum_i (\\hat y_i - y_i)^2, \\qquad
-        \\frac{\\partial L}{\\partial \\hat y_i} = \\frac{2}{M}(\\hat y_i - y_i)
-
-    with :math:`M` the number of elements.
+    Equations, forward and backward: :func:`~numpycnn.functional.losses.mse_forward`
+    (written once, there and in docs/math.md).
 
     Shape
     -----

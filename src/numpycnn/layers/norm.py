@@ -105,20 +105,10 @@ class BatchNorm2D(_BatchNorm):
 
     Notes
     -----
-    In training, per channel :math:`c` over the :math:`m = N H W` values of the batch:
+    Equations, forward and backward: :func:`~numpycnn.functional.norm.batch_norm_forward`
+    (written once, there and in docs/math.md), per channel over the :math:`m = N H W` values of the batch.
 
-    .. math::
-        \\mu = \\frac{1}{m}\\sum_i x_i, \\quad \\sigma^2 = \\frac{1}{m}\\sum_i (x_i - \\mu)^2, \\quad
-        \\hat x_i = \\frac{x_i - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}}, \\quad y_i = \\gamma \\hat x_i + \\beta
-
-    .. math::
-        \\frac{\\partial L}{\\partial \\beta} = \\sum_i dy_i, \\quad
-        \\frac{\\partial L}{\\partial \\gamma} = \\sum_i dy_i \\hat x_i, \\quad
-        \\frac{\\partial L}{\\partial x_i} = \\frac{\\gamma}{m\\sqrt{\\sigma^2 + \\epsilon}}
-        \\Big(m\\,dy_i - \\frac{\\partial L}{\\partial \\beta}
-        - \\hat x_i \\frac{\\partial L}{\\partial \\gamma}\\Big)
-
-    and the running statistics move by ``momentum`` :math:`\\alpha` towards the batch's, using the unbiased
+    The running statistics move by ``momentum`` :math:`\\alpha` towards the batch's, using the unbiased
     variance: :math:`\\mu_{run} \\leftarrow (1-\\alpha)\\mu_{run} + \\alpha\\mu`,
     :math:`\\sigma^2_{run} \\leftarrow (1-\\alpha)\\sigma^2_{run} + \\alpha\\sigma^2 \\frac{m}{m-1}`.
     With ``training=False`` the running statistics replace :math:`\\mu, \\sigma^2` and the layer is an affine

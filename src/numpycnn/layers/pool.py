@@ -57,11 +57,9 @@ class MaxPool2D(_Pool2D):
 
     Notes
     -----
-    .. math::
-        y_{n,c,h,w} = \\max_{i,j} x_{n,c,\\,s_h h + i,\\, s_w w + j}, \\qquad
-        \\frac{\\partial L}{\\partial x_{n,c,s_h h + i^*, s_w w + j^*}} \\mathrel{+}= dy_{n,c,h,w}
-
-    with :math:`(i^*, j^*)` the first maximum of the window in row-major order (PyTorch's choice on ties).
+    Equations, forward and backward: :func:`~numpycnn.functional.pool.maxpool2d_forward`
+    (written once, there and in docs/math.md). On ties the window's first maximum in row-major order takes the
+    gradient (PyTorch's choice).
 
     Parameters
     ----------
@@ -94,10 +92,8 @@ class AvgPool2D(_Pool2D):
 
     Notes
     -----
-    .. math::
-        y_{n,c,h,w} = \\frac{1}{k_h k_w} \\sum_{i,j} x_{n,c,\\,s_h h + i,\\, s_w w + j}, \\qquad
-        \\frac{\\partial L}{\\partial x_{n,c,s_h h + i, s_w w + j}}
-            \\mathrel{+}= \\frac{dy_{n,c,h,w}}{k_h k_w}
+    Equations, forward and backward: :func:`~numpycnn.functional.pool.avgpool2d_forward`
+    (written once, there and in docs/math.md).
 
     Parameters
     ----------
@@ -129,9 +125,8 @@ class GlobalAvgPool2D(Layer):
 
     Notes
     -----
-    .. math::
-        y_{n,c} = \\frac{1}{H W} \\sum_{h,w} x_{n,c,h,w}, \\qquad
-        \\frac{\\partial L}{\\partial x_{n,c,h,w}} = \\frac{dy_{n,c}}{H W}
+    Equations, forward and backward: :func:`~numpycnn.functional.pool.global_avgpool2d_forward`
+    (written once, there and in docs/math.md).
 
     Shape
     -----
