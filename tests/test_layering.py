@@ -23,6 +23,7 @@ TIERS: list[tuple[str, tuple[str, ...]]] = [
     ("training", ("numpycnn.training",)),
     ("model", ("numpycnn.model",)),
     ("above the model", ("numpycnn.interchange", "numpycnn.pretrained")),
+    ("exercises", ("numpycnn.exercises",)),
     ("applications", ("numpycnn.cli", "numpycnn.web", "numpycnn.__main__")),
 ]
 
@@ -33,6 +34,7 @@ LAZY_IMPORTERS = {
     "numpycnn.cli.train": "imported by cli at start; loads data, models and plots only for `train`",
     "numpycnn.cli.train_distributed": "loads numpycnn.training.distributed (and mpi4py) only for a --distributed run",
     "numpycnn.cli.onnx_commands": "the ONNX converters need the optional onnx package",
+    "numpycnn.cli.exercise_commands": "loads the exercises and their checker only for `numpycnn exercise`",
     "numpycnn.cli.common": "imported by cli at start; loads the model stack only to read a MODEL argument",
     "numpycnn.pretrained": "listing the catalogue does not load the model stack",
     "numpycnn.web.server": "loads a model only when the server starts",

@@ -5,8 +5,8 @@ optimisers are small classes around that math. Submodules and public names load 
 ``import numpycnn`` stays fast and imports nothing but NumPy.
 
 The folders are the tiers of docs/design.md, lowest first: ``core`` and ``functional`` (the math), ``datasets``,
-``layers``, ``optim``, ``files``, ``training``, ``model``, ``interchange`` and ``pretrained``, then the
-applications ``cli`` and ``web``. A few modules that the docs teach by a shorter path keep it
+``layers``, ``optim``, ``files``, ``training``, ``model``, ``interchange`` and ``pretrained``, ``exercises``, then
+the applications ``cli`` and ``web``. A few modules that the docs teach by a shorter path keep it
 (:data:`PUBLIC_MODULES`): ``import numpycnn.losses`` is :mod:`numpycnn.layers.losses`, the same module object.
 """
 
@@ -46,8 +46,8 @@ PUBLIC_MODULES = {
     "numpycnn.reference": "numpycnn.functional.reference",
 }
 _SUBMODULES = (
-    "callbacks", "datasets", "functional", "gradcheck", "interchange", "io", "layers", "losses", "model", "models",
-    "optim", "plots", "pretrained", "reference", "training",
+    "callbacks", "datasets", "exercises", "functional", "gradcheck", "interchange", "io", "layers", "losses", "model",
+    "models", "optim", "plots", "pretrained", "reference", "training",
 )
 
 __all__ = ["DataError", "DeviceError", "ModelFileError", "TrainingError", "__version__", *_LAZY_NAMES, *_SUBMODULES]

@@ -18,6 +18,7 @@ Examples
     numpycnn predict runs/seed-mnist/model.safetensors my_digit.png --top 3
     numpycnn export runs/seed-mnist/model.safetensors seed.onnx      # needs pip install "numpycnn[onnx]"
     numpycnn serve                                  # the drawing page at http://127.0.0.1:8000/
+    numpycnn exercise start conv-backward           # write a backward pass, then: numpycnn exercise check ...
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     from numpycnn.cli.onnx_commands import add_interchange_parsers
 
     add_interchange_parsers(sub)
+    from numpycnn.cli.exercise_commands import add_exercise_parser
+
+    add_exercise_parser(sub)
     _add_serve(sub)
     return parser
 

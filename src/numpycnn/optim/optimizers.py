@@ -11,8 +11,13 @@ allocates nothing the size of a parameter.
 
 Examples
 --------
+A training step by hand passes ``training=True`` (``model.forward(x)`` alone runs in inference mode: dropout off,
+batch norm on its running statistics):
+
 >>> opt = SGD(lr=0.1, momentum=0.9)
->>> model.zero_grad(); loss.forward(model.forward(x), y); model.backward(loss.backward())  # doctest: +SKIP
+>>> model.zero_grad()  # doctest: +SKIP
+>>> loss.forward(model.forward(x, training=True), y)  # doctest: +SKIP
+>>> model.backward(loss.backward())  # doctest: +SKIP
 >>> opt.step(model)  # doctest: +SKIP
 """
 
