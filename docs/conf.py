@@ -72,8 +72,9 @@ numpydoc_attributes_as_param_list = True
 # GL08: "The object does not have a docstring" -- a public function, class or method without one fails the build.
 numpydoc_validation_checks = {"GL08"}
 # numpydoc validates the ``__doc__`` of the object a name holds. For a type alias that is the alias object's own
-# (empty) ``__doc__``, not the ``#:`` comment that documents it on the page; the aliases are listed here by name.
-numpydoc_validation_exclude = {r"^numpycnn\.training\.loop\.Augment$"}
+# (empty) ``__doc__``, not the ``#:`` comment that documents it on the page; the aliases are listed here by name, and
+# so are class attributes whose default is ``None`` (``None.__doc__`` is empty too).
+numpydoc_validation_exclude = {r"^numpycnn\.training\.loop\.Augment$", r"^numpycnn\.layers\.base\.Layer\.build_axis$"}
 
 
 def _public_paths() -> dict[str, str]:

@@ -205,7 +205,7 @@ class Layer:
     #: The input axis whose size sets the parameters' shapes, for layers that may be built lazily (1 for
     #: ``Dense(out_features=3)``'s features and ``Conv2D(out_channels=8, kernel_size=3)``'s channels); ``None`` for
     #: layers whose parameters never depend on the input.
-    build_axis: int | None = None
+    build_axis = None
 
     @property
     def built(self) -> bool:
