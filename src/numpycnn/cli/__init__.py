@@ -98,7 +98,15 @@ def _add_train(sub: Any) -> None:
                                    "MNIST, 10 epochs, batch 64, lr 0.1, plain SGD, cross-entropy).")
     # Defaults are None so that --resume can tell an option given on the command line from one left out.
     p.add_argument("--model", choices=MODELS, help=f"architecture (default {d['model']})")
-    p.add_argument("--dataset", choices=DATASETS, help=f"data set (default {d['dataset']})")
+    p.add_argument("--dataset", metavar="NAME|PATH",
+                   help=f"data set: {', '.join(DATASETS)} (default {d['dataset']}), or your own: a folder with one "
+                        "sub-folder of pictures per class (or train/ and test/ folders laid out so), an .npz file "
+                        "(x_train, y_train, ...) or a folder of .npy files (memory-mapped)")
+    p.add_argument("--image-size", metavar="N|H,W",
+                   help="with --dataset PATH: resize every picture to NxN or HxW (default: the size most pictures "
+                        "share, else 32)")
+    p.add_argument("--channels", type=int, choices=(1, 3),
+                   help="with --dataset PATH: 1 (grey) or 3 (colour); default 3 if any picture has colour")
     p.add_argument("--epochs", type=int, help=f"epochs (default {d['epochs']})")
     p.add_argument("--batch-size", type=int,
                    help=f"images per step (default {d['batch_size']}); with --distributed, of all processes together")
@@ -144,8 +152,9 @@ def _add_train(sub: Any) -> None:
 def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="loss and accuracy of a model file on a data set's test split")
     p.add_argument("model_path", metavar="MODEL", type=Path, help="a .safetensors model file")
-    p.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="default: the model's own, from its class names and input shape")
+    p.add_argument("--dataset", metavar="NAME|PATH", default=None,
+                   help=f"{', '.join(DATASETS)}, or a folder of pictures, .npz file or .npy folder prepared as the "
+                        "model's own were; default: the model's own, from its class names and input shape")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
@@ -287,12 +296,13 @@ def _style(model: Any, requested: str | None) -> str:
 
     if requested and requested != "auto":
         return requested
-    return style_for(model.input_shape, model.class_names)
+    return style_for(model.input_shape, model.class_names, getattr(model, "preparation", None))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``numpycnn evaluate MODEL``: loss and accuracy on a data set split."""
     from numpycnn import datasets
+    from numpycnn.datasets.sources import evaluation_data
     from numpycnn.model.io import check_activation_budget
 
     for option in ("batch_size", "limit"):
@@ -300,8 +310,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise ValueError(f"evaluate: `--{option.replace('_', '-')}` must be an integer >= 1. Got {value}.")
     model = _load_model(args.model_path, args.device)
-    dataset = _style(model, args.dataset)
-    images, labels = datasets.load(dataset, args.split, args.data_dir, args.download)
+    own = evaluation_data(args.dataset, model, args.split)  # your own pictures, prepared as the model's were
+    if own is not None:
+        dataset, (images, labels) = args.dataset, own
+    else:
+        dataset = _style(model, args.dataset)
+        images, labels = datasets.load(dataset, args.split, args.data_dir, args.download)
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
     check_activation_budget(model, images.shape[1:], str(args.model_path))
@@ -377,6 +391,8 @@ def run_summary(args: argparse.Namespace) -> int:
     if model.normalization:
         norm = model.normalization
         print(f"Normalisation (of x/255): mean {norm['mean']}, std {norm['std']}")
+    if getattr(model, "preparation", None) is not None:
+        print(f"Pictures prepared as: {model.preparation.describe()}, from {model.preparation.source}")
     return 0
 
 

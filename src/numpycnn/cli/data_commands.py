@@ -1,4 +1,4 @@
-"""The ``numpycnn data`` command: ``list``, ``download NAME`` and ``verify NAME``.
+"""The ``numpycnn data`` command: ``list``, ``download NAME``, ``verify NAME`` and ``info PATH``.
 
 The CLI wires it in with :func:`add_data_parser` and dispatches to :func:`run_data`; no data logic lives here.
 
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from numpycnn.datasets import cache
+from numpycnn.datasets.info import describe
 from numpycnn.datasets.loading import fetch, locate
 from numpycnn.datasets.registry import DATASETS, DatasetSpec, get_spec
 from numpycnn.errors import DataError
@@ -35,7 +36,7 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
             f"are downloaded to the cache: $NUMPYCNN_DATA if set, else {cache.user_cache_dir()})."
         ),
     )
-    commands = parser.add_subparsers(dest="data_command", metavar="{list,download,verify}", required=True)
+    commands = parser.add_subparsers(dest="data_command", metavar="{list,download,verify,info}", required=True)
     names = list(DATASETS)
     data_dir_help = "folder searched first and, for download, the one files go to (default: the cache)"
 
@@ -51,6 +52,12 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("name", choices=names, metavar="NAME", help=f"one of: {', '.join(names)}")
     p.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
 
+    p = commands.add_parser("info", help="what --dataset PATH would train on: classes, counts, sizes, skipped files")
+    p.add_argument("path", metavar="PATH", type=Path,
+                   help="a folder with one sub-folder of pictures per class, an .npz file or a folder of .npy files")
+    p.add_argument("--image-size", metavar="N|H,W", help="the size train --image-size would resize to")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="the channels train --channels would convert to")
+
     parser.set_defaults(func=run_data)
     return parser
 
@@ -62,6 +69,9 @@ def run_data(args: argparse.Namespace) -> int:
         if args.data_command == "list":
             for spec in DATASETS.values():
                 _print_status(spec, data_dir, verbose=False)
+            return 0
+        if args.data_command == "info":
+            print("\n".join(describe(args.path, args.image_size, args.channels)))
             return 0
         spec = get_spec(args.name, owner=f"data {args.data_command}")
         if args.data_command == "download":

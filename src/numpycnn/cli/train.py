@@ -44,7 +44,7 @@ NORMALIZATIONS = ("auto", "none", "standard")
 TRAIN_DEFAULTS: dict[str, Any] = {
     "model": "seed", "dataset": "mnist", "epochs": 10, "batch_size": 64, "lr": 0.1, "optimizer": "sgd",
     "schedule": "none", "augment": False, "val_split": 0.0, "patience": None, "seed": 0, "limit": None,
-    "normalize": "auto", "label_smoothing": 0.0, "device": "cpu",
+    "normalize": "auto", "label_smoothing": 0.0, "device": "cpu", "image_size": None, "channels": None,
 }
 #: What ``--device`` may name: NumPy on this machine's CPU, or CuPy on an NVIDIA GPU (:mod:`numpycnn.core.backend`).
 DEVICES = ("cpu", "cuda")
@@ -53,7 +53,7 @@ DEVICES = ("cpu", "cuda")
 _RESUMABLE_CHANGES = ("epochs", "device")
 #: Settings added after the first release: a ``config.json`` or checkpoint without them means the default, so an
 #: older run still resumes. A checkpoint records them only when they differ from the default (:func:`_identity`).
-_ADDED_LATER = ("label_smoothing", "device")
+_ADDED_LATER = ("label_smoothing", "device", "image_size", "channels")
 
 
 def check_config(config: dict[str, Any], source: str) -> None:
@@ -73,9 +73,16 @@ def check_config(config: dict[str, Any], source: str) -> None:
 
     choices = {"model": MODELS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
                "normalize": NORMALIZATIONS, "device": DEVICES}
+    if _own_dataset(config):  # a folder of pictures, an .npz file or a folder of .npy files
+        del choices["dataset"]
+        _check_own_options(config, bad)
+    elif config["image_size"] is not None or config["channels"] is not None:
+        raise ValueError(f"{source}: --image-size and --channels apply to your own pictures (--dataset PATH); "
+                         f"{config['dataset']} pictures keep their shape.")
     for key, allowed in choices.items():
         if config[key] not in allowed:
-            bad(key, f"one of {list(allowed)}")
+            bad(key, f"one of {list(allowed)}", "or the path of a folder of pictures, an .npz file or a folder "
+                "of .npy files" if key == "dataset" else "")
     for key, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("limit", 1), ("patience", 0)):
         value = config[key]
         if value is None and key in ("limit", "patience"):
@@ -104,6 +111,25 @@ def check_config(config: dict[str, Any], source: str) -> None:
     if config["patience"] is not None and not split:
         raise ValueError(f"{source}: --patience needs a validation set to watch: add --val-split, e.g. "
                          "--val-split 0.1.")
+
+
+def _own_dataset(config: dict[str, Any]) -> bool:
+    """Whether ``--dataset`` names a path (your own pictures) rather than a built-in set."""
+    from numpycnn.datasets.own import is_path
+
+    return is_path(config["dataset"])
+
+
+def _check_own_options(config: dict[str, Any], bad: Any) -> None:
+    """``--image-size`` (``N`` or ``H,W``) and ``--channels`` (1 or 3) of a run on your own pictures."""
+    from numpycnn.datasets.preparation import parse_size
+
+    try:
+        parse_size(config["image_size"])
+    except ValueError:
+        bad("image_size", "N or H,W with sides from 1 to 1024", "For example --image-size 32 or 48,64.")
+    if config["channels"] not in (None, 1, 3):
+        bad("channels", "1 (grey) or 3 (colour)")
 
 
 # -- train ---------------------------------------------------------------------------------------------------
@@ -155,7 +181,7 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
     """The run itself, in the locked folder ``out``; ``dist`` is a distributed run's process 0."""
     train, test = (_load_split(config, split, args) for split in ("train", "test"))
     _check_split_sizes(config, len(train[1]))
-    model = _build(config, train[0]).to(config["device"])  # a resumed run's device is checked here
+    model = _build(config, train[0], _own_data(config, args)).to(config["device"])  # checks a resumed device
     optimizer = _optimizer(config)
     checkpoint = out / "checkpoint.safetensors"
     callbacks = _callbacks(config, checkpoint)
@@ -169,6 +195,8 @@ def _train_in(config: dict[str, Any], out: Path, args: argparse.Namespace, say: 
     if dist is not None:
         train_distributed.send_settings(dist, config, out)
         batch += f" = {train_distributed.describe(dist, config['batch_size'])}"
+    for note in getattr(_own_data(config, args), "notes", []):
+        say(note)
     say(f"Training {config['model']} on {len(train[1]):,} {config['dataset']} images for {config['epochs']} "
         f"epochs ({config['optimizer']}, lr {config['lr']:g}, {batch}) -> {out}")
     try:
@@ -276,7 +304,8 @@ def train_config(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     given = _given(args)
     config = {**TRAIN_DEFAULTS, **given}
     check_config(config, "train")
-    out = args.out if args.out is not None else Path("runs") / f"{config['model']}-{config['dataset']}"
+    name = (Path(config["dataset"]).resolve().stem or "own") if _own_dataset(config) else config["dataset"]
+    out = args.out if args.out is not None else Path("runs") / f"{config['model']}-{name}"
     return config, out
 
 
@@ -348,21 +377,39 @@ def _load_split(config: dict[str, Any], split: str, args: argparse.Namespace) ->
     """``(images, labels)`` of a split, cut to ``--limit`` images."""
     from numpycnn import datasets
 
-    images, labels = datasets.load(config["dataset"], split, args.data_dir, args.download)
+    own = _own_data(config, args)
+    if own is not None:
+        images, labels = (own.x_train, own.y_train) if split == "train" else (own.x_test, own.y_test)
+    else:
+        images, labels = datasets.load(config["dataset"], split, args.data_dir, args.download)
     if config["limit"]:
         images, labels = images[: config["limit"]], labels[: config["limit"]]
     return images, labels
 
 
-def _build(config: dict[str, Any], train_images: Any) -> Any:
-    """The model, seeded, sized for the data set, with its class names and input normalisation."""
+def _own_data(config: dict[str, Any], args: argparse.Namespace) -> Any:
+    """The :class:`~numpycnn.datasets.own.ImageSet` of ``--dataset PATH`` (loaded once per command), else None."""
+    if not _own_dataset(config):
+        return None
+    if getattr(args, "own_data", None) is None:
+        from numpycnn.datasets.sources import load_path
+
+        args.own_data = load_path(config["dataset"], config["image_size"], config["channels"], seed=config["seed"],
+                                  progress=None if not getattr(args, "quiet", False) else False)
+    return args.own_data
+
+
+def _build(config: dict[str, Any], train_images: Any, own: Any = None) -> Any:
+    """The model, seeded, sized for the data set, with its class names, input normalisation and (for your own
+    pictures) how they were prepared."""
     from numpycnn import datasets
     from numpycnn.model.zoo import build_model
 
-    names = list(datasets.class_names(config["dataset"]))
+    names = list(own.class_names) if own is not None else list(datasets.class_names(config["dataset"]))
     model = build_model(config["model"], seed=config["seed"], input_shape=tuple(train_images.shape[1:]),
                         num_classes=len(names))
     model.class_names = names
+    model.preparation = own.preparation if own is not None else None
     mode = config["normalize"]
     if mode == "auto":
         mode = "none" if config["model"] == "seed" else "standard"
@@ -409,6 +456,8 @@ def _augment(config: dict[str, Any]) -> Any:
 
     if isinstance(config["augment"], str):
         return make_augment(**parse_recipe(config["augment"]))
+    if _own_dataset(config):  # your own pictures: small shifts and mirror images
+        return make_augment(**parse_recipe("shift=2,flip"))
     return augment_for(config["dataset"])
 
 
@@ -506,7 +555,7 @@ def _follow(args: argparse.Namespace, dist: Any) -> int:
     checkpoint = Path(out) / "checkpoint.safetensors"  # read by process 0 only
     train = _load_split(config, "train", args)
     _check_split_sizes(config, len(train[1]))
-    model = _build(config, train[0])
+    model = _build(config, train[0], _own_data(config, args))
     try:
         with terminate_as_interrupt():
             _fit(model, train, config, _optimizer(config), _callbacks(config, checkpoint),

@@ -33,11 +33,14 @@ Examples
 from __future__ import annotations
 
 import os
+import struct
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from numpycnn.datasets.preparation import Preparation, prepare_picture
 from numpycnn.errors import DataError
 
 #: The image styles :func:`preprocess` knows, by data-set name.
@@ -57,16 +60,25 @@ MIN_STROKE = 1.6
 #: Visible pixels whose luma spans less than this (0..255) count as one uniform colour.
 UNIFORM_SPREAD = 40.0
 
+#: The only picture formats ever opened: Pillow's plugins for the others (EPS among them) may run external
+#: programs, and nothing in a picture folder may ever be executed.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
+
+#: Held while a file's header is opened under a warnings filter (``warnings.catch_warnings`` is not thread-safe).
+_OPEN_LOCK = threading.Lock()
+
 _DIGIT_BOX = 20
 _FIELD = 28
 _CIFAR_SIZE = 32
 
 
-def open_image(path: str | os.PathLike[str]) -> Any:
+def open_image(path: str | os.PathLike[str], draft: tuple[int, int] | None = None) -> Any:
     """Open ``path`` with Pillow, upright (EXIF orientation applied), very large pictures downscaled.
 
     The size is checked against :data:`MAX_PIXELS` from the file's header, before anything is decoded; JPEG
-    files are decoded at a reduced scale first (``draft``), so large photos stay cheap.
+    files are decoded at a reduced scale first (``draft``: at least ``draft`` = ``(W, H)`` pixels when given,
+    else at least :data:`MAX_WORKING_SIZE`), so large photos stay cheap. Only the :data:`FORMATS` are opened;
+    an animated picture gives its first frame.
 
     Raises
     ------
@@ -79,27 +91,29 @@ def open_image(path: str | os.PathLike[str]) -> Any:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():
+        with _OPEN_LOCK, warnings.catch_warnings():  # the warning filters are process-wide: one thread at a time
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            try:
-                if image.format == "JPEG":
-                    image.draft(image.mode, (MAX_WORKING_SIZE, MAX_WORKING_SIZE))  # decode at a reduced scale
-                _check_pixels(path, image.size)
-                image.load()
-            except BaseException:
-                image.close()
-                raise
-            image = ImageOps.exif_transpose(image)
+            image = Image.open(path, formats=FORMATS)  # reads the header only
+        try:
+            if image.format == "JPEG":
+                image.draft(image.mode, draft or (MAX_WORKING_SIZE, MAX_WORKING_SIZE))  # a reduced scale
+            _check_pixels(path, image.size)
+            image.load()
+            if image.format != "PNG" or "exif" in image.info:  # PNG rarely has EXIF; reading it costs a lot
+                ImageOps.exif_transpose(image, in_place=True)
+        except BaseException:
+            image.close()
+            raise
     except FileNotFoundError:
         raise DataError(f"Image file {str(path)!r} does not exist.") from None
     except IsADirectoryError:
         raise DataError(f"{str(path)!r} is a directory, not an image file.") from None
     except UnidentifiedImageError:
-        raise DataError(f"{str(path)!r} is not an image Pillow can read (expected PNG or JPEG).") from None
+        raise DataError(f"{str(path)!r} is not an image Pillow can read (expected one of "
+                        f"{', '.join(FORMATS)}).") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DataError(f"Image file {str(path)!r} is too large to decode safely: {err}") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error) as err:
         raise DataError(f"Image file {str(path)!r} cannot be decoded: {err}") from None
     if max(image.size) > MAX_WORKING_SIZE:
         image.thumbnail((MAX_WORKING_SIZE, MAX_WORKING_SIZE), Image.Resampling.BOX)
@@ -114,14 +128,19 @@ def _check_pixels(path: str | os.PathLike[str], size: tuple[int, int]) -> None:
             f"than the {MAX_PIXELS / 1e6:.1f} allowed; a digit needs far fewer. Shrink or crop it first.")
 
 
-def load_image(path: str | os.PathLike[str], style: str = "mnist") -> np.ndarray:
+def load_image(path: str | os.PathLike[str], style: Any = "mnist") -> np.ndarray:
     """Read one picture and preprocess it like ``style``'s images; ``uint8`` ``(C, H, W)``.
+
+    ``style`` is a data set's name or a model's :class:`~numpycnn.datasets.preparation.Preparation` (then the
+    picture is prepared exactly as that model's training pictures were).
 
     Raises
     ------
     DataError
         If the file cannot be read or holds no ink; the message names the path.
     """
+    if isinstance(style, Preparation):
+        return load_picture(path, style)
     image = open_image(path)
     try:
         return preprocess(image, style)
@@ -129,7 +148,28 @@ def load_image(path: str | os.PathLike[str], style: str = "mnist") -> np.ndarray
         raise DataError(f"{str(path)!r}: {err}") from None
 
 
-def load_images(paths: Iterable[str | os.PathLike[str]], style: str = "mnist") -> np.ndarray:
+def load_picture(path: str | os.PathLike[str], preparation: Preparation) -> np.ndarray:
+    """Read one picture file through :func:`open_image`'s guard and prepare it as ``preparation`` says
+    (:func:`~numpycnn.datasets.preparation.prepare_picture`); ``uint8`` ``(C, H, W)``.
+
+    JPEG files are decoded at the smallest scale that still gives at least the target size.
+
+    Raises
+    ------
+    DataError
+        If the file cannot be read, is too large, or is not a picture; the message names the path.
+    """
+    height, width = preparation.size
+    image = open_image(path, draft=(width, height))
+    try:
+        return prepare_picture(image, preparation)
+    except DataError as err:
+        raise DataError(f"{str(path)!r}: {err}") from None
+    finally:
+        image.close()
+
+
+def load_images(paths: Iterable[str | os.PathLike[str]], style: Any = "mnist") -> np.ndarray:
     """:func:`load_image` over many files, stacked: ``uint8`` ``(N, C, H, W)``."""
     arrays = [load_image(p, style) for p in paths]
     if not arrays:
@@ -137,11 +177,16 @@ def load_images(paths: Iterable[str | os.PathLike[str]], style: str = "mnist") -
     return np.stack(arrays)
 
 
-def style_for(input_shape: Sequence[int] | None, class_names: Sequence[str] | None = None) -> str:
-    """Guess the preprocessing style from a model's per-sample input shape and class names.
+def style_for(input_shape: Sequence[int] | None, class_names: Sequence[str] | None = None,
+              preparation: Any = None) -> Any:
+    """The preprocessing of a model: its recorded :class:`~numpycnn.datasets.preparation.Preparation` when it
+    has one, else a guess from its per-sample input shape and class names.
 
-    Three channels mean CIFAR-10; otherwise Fashion-MNIST when the class names are garments, else digits.
+    Without a record (models trained on the built-in data sets, files written before the record existed):
+    three channels mean CIFAR-10; otherwise Fashion-MNIST when the class names are garments, else digits.
     """
+    if preparation is not None:
+        return preparation
     if input_shape is not None and len(input_shape) == 3 and int(input_shape[0]) == 3:
         return "cifar10"
     garments = {"t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag"}
@@ -150,7 +195,7 @@ def style_for(input_shape: Sequence[int] | None, class_names: Sequence[str] | No
     return "mnist"
 
 
-def preprocess(image: Any, style: str = "mnist") -> np.ndarray:
+def preprocess(image: Any, style: Any = "mnist") -> np.ndarray:
     """Preprocess a Pillow image (or an ``(H, W)``/``(H, W, C)`` ``uint8`` array) like ``style``'s images.
 
     Parameters
@@ -158,7 +203,8 @@ def preprocess(image: Any, style: str = "mnist") -> np.ndarray:
     image : PIL.Image.Image or numpy.ndarray
         Any Pillow mode: ``1``, ``L``, ``LA``, ``P`` (with or without transparency), ``RGB``, ``RGBA``,
         ``I;16``, ``I``, ``CMYK``, ...
-    style : {"mnist", "fashion-mnist", "cifar10"}
+    style : {"mnist", "fashion-mnist", "cifar10"} or Preparation
+        A data set's style, or a model's recorded preparation (:func:`~numpycnn.datasets.preparation.prepare_picture`).
 
     Shape
     -----
@@ -174,6 +220,8 @@ def preprocess(image: Any, style: str = "mnist") -> np.ndarray:
     """
     from PIL import Image
 
+    if isinstance(style, Preparation):
+        return prepare_picture(image, style)
     if style not in STYLES:
         raise ValueError(f"preprocess: `style` must be one of {list(STYLES)}. Got {style!r}.")
     if isinstance(image, np.ndarray):

@@ -20,6 +20,7 @@ import numpy as np
 from numpycnn.core import backend
 from numpycnn.core.checks import int_pair
 from numpycnn.core.files import atomic_write
+from numpycnn.datasets.preparation import Preparation
 from numpycnn.errors import ModelFileError
 from numpycnn.layers.base import LAYER_REGISTRY, unknown_layer_message
 
@@ -108,14 +109,49 @@ def _model_metadata(model: Sequential, kind: str) -> dict[str, str]:
     problem = describe_extras_problem(model, model.class_names, model.normalization)
     if problem:
         raise ValueError(f"save_model: {problem}")
+    preparation = _preparation_entry(model)
     try:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
                 "architecture": json.dumps(model.get_config(), allow_nan=False),
                 "class_names": json.dumps(model.class_names),
                 "normalization": json.dumps(model.normalization, allow_nan=False),
-                **_layer_modules(model)}
+                **_layer_modules(model), **preparation}
     except (TypeError, ValueError) as err:
         raise TypeError(f"save_model: the model's configuration must be JSON-serialisable: {err}") from err
+
+
+def _preparation_entry(model: Sequential) -> dict[str, str]:
+    """``{"preparation": JSON}`` for a model that records how its pictures were prepared
+    (:class:`numpycnn.datasets.preparation.Preparation`), else ``{}``: files without it keep today's meaning."""
+    preparation = getattr(model, "preparation", None)
+    if preparation is None:
+        return {}
+    shape = tuple(model.input_shape) if model.input_shape else None
+    if shape is not None and tuple(preparation.input_shape) != shape:
+        raise ValueError(f"save_model: `preparation` gives pictures of shape {preparation.input_shape} but the "
+                         f"model takes {shape}.")
+    return {"preparation": json.dumps(preparation.to_dict())}
+
+
+def read_preparation(path: Any, metadata: dict[str, str], input_shape: Any = None) -> Any:
+    """The :class:`~numpycnn.datasets.preparation.Preparation` a file records, ``None`` for files without one
+    (written before it existed, or for the built-in data sets).
+
+    Raises
+    ------
+    ModelFileError
+        If the record is not valid, or does not fit ``input_shape``.
+    """
+    if "preparation" not in metadata:
+        return None
+    try:
+        preparation = Preparation.from_dict(_json_field(path, metadata, "preparation"))
+    except ValueError as err:
+        raise _error(path, str(err)) from None
+    if input_shape is not None and preparation.input_shape != tuple(input_shape):
+        raise _error(path, f"preparation gives pictures of shape {preparation.input_shape} but the model takes "
+                           f"{tuple(input_shape)}.")
+    return preparation
 
 
 def _layer_modules(model: Sequential) -> dict[str, str]:

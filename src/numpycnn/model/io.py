@@ -63,6 +63,7 @@ from numpycnn.files.model_file import (  # noqa: F401  (numpycnn.model.io is whe
     load_checkpoint,
     load_state_dict_file,
     read_checkpoint_state,
+    read_preparation,
     save_checkpoint,
     save_model,
     save_state_dict_file,
@@ -121,5 +122,6 @@ def load_model(path: Any, device: str = "cpu") -> Sequential:
     _check_tensors(path, model.state_dict(), tensors)
     model.class_names, model.normalization = _extras(path, metadata)
     _check_extras(path, model)
+    model.preparation = read_preparation(path, metadata, model.input_shape)  # None: guessed from the shape
     model.load_state_dict(tensors)
     return model.to(device)

@@ -12,7 +12,9 @@ name        layers                                                          para
 network with parts taken away, for the ablation in docs/results.md.
 
 (Figures for 1x28x28 inputs and 10 classes; :func:`forward_flops` computes them, counting a multiply-add as
-two floating-point operations.)
+two floating-point operations.) Every architecture builds for any ``input_shape`` ``(C, H, W)`` and any number of
+classes >= 2, sized to fit, or says why it cannot: pictures too small for its convolutions and pooling, or so
+large that its first dense layer would exceed :data:`MAX_DENSE_WEIGHTS` (the message suggests an image size).
 
 Examples
 --------
@@ -32,6 +34,9 @@ from numpycnn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, Layer,
 from numpycnn.model.sequential import Sequential
 
 MNIST_SHAPE = (1, 28, 28)
+#: Largest dense layer (weights) a built-in architecture builds: beyond it the pictures are too large for the
+#: network (slow, and a dense layer that size mostly memorises); the error suggests a smaller ``--image-size``.
+MAX_DENSE_WEIGHTS = 4_000_000
 
 
 def _shape(owner: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -45,8 +50,24 @@ def _flat_size(owner: str, layers: list[Layer], input_shape: tuple[int, ...]) ->
     try:
         shape = Sequential(layers).output_shapes(input_shape)[-1]
     except ValueError as err:
-        raise ValueError(f"{owner}: `input_shape` {input_shape} is too small: {err}") from None
+        raise ValueError(f"{owner}: `input_shape` {input_shape} is too small: {err} (For your own pictures: "
+                         "a larger --image-size.)") from None
     return math.prod(shape)
+
+
+def _check_dense(owner: str, input_shape: tuple[int, ...], flat: int, width: int) -> None:
+    """Refuse a first dense layer of more than :data:`MAX_DENSE_WEIGHTS` weights, saying how large and which
+    picture size would fit (the weights grow with the picture's area)."""
+    weights = flat * width
+    if weights <= MAX_DENSE_WEIGHTS:
+        return
+    _, h, w = input_shape
+    side = max(8, int(min(h, w) * math.sqrt(MAX_DENSE_WEIGHTS / weights)) // 8 * 8)
+    raise ValueError(
+        f"{owner}: `input_shape` {input_shape} gives a dense layer of {flat:,} x {width:,} = {weights:,} weights "
+        f"({4 * weights / 2**20:,.0f} MiB in float32), more than the {MAX_DENSE_WEIGHTS:,} a built-in "
+        f"architecture builds: slow to train and prone to memorising. Use smaller pictures, e.g. "
+        f"--image-size {side}.")
 
 
 def _finish(features: list[Layer], head: list[Layer], input_shape: tuple[int, ...], seed: Any) -> Sequential:
@@ -66,6 +87,7 @@ def seed_cnn(seed: Any = 0, input_shape: Sequence[int] = MNIST_SHAPE, num_classe
     num_classes = positive_int("seed_cnn", "num_classes", num_classes, minimum=2)
     features = [Conv2D(c, 8, 3), ReLU(), MaxPool2D(2), Flatten()]
     flat = _flat_size("seed_cnn", features, input_shape)
+    _check_dense("seed_cnn", input_shape, flat, num_classes)
     return _finish(features, [Dense(flat, num_classes)], input_shape, seed)
 
 
@@ -85,6 +107,7 @@ def lenet5(seed: Any = 0, input_shape: Sequence[int] = MNIST_SHAPE, num_classes:
     features = [Conv2D(c, 6, 5, padding=2), act(), MaxPool2D(2),
                 Conv2D(6, 16, 5), act(), MaxPool2D(2), Flatten()]
     flat = _flat_size("lenet5", features, input_shape)
+    _check_dense("lenet5", input_shape, flat, 120)
     head = [Dense(flat, 120), act(), Dense(120, 84), act(), Dense(84, num_classes)]
     return _finish(features, head, input_shape, seed)
 
@@ -146,6 +169,7 @@ def deep_cnn(in_channels: int = 1, num_classes: int = 10, seed: Any = 0,
 
     features = [*block(c, w1), *block(w1, w2), MaxPool2D(2), *block(w2, w3), MaxPool2D(2), *drop(), Flatten()]
     flat = _flat_size(owner, features, input_shape)
+    _check_dense(owner, input_shape, flat, hidden)
     head = [Dense(flat, hidden), ReLU(), *drop(), Dense(hidden, num_classes)]
     return _finish(features, head, input_shape, seed)
 

@@ -70,7 +70,8 @@ def prepare(model: Any, image: Any) -> tuple[np.ndarray, np.ndarray]:
     numpycnn.DataError
         If the picture is blank.
     """
-    pixels = preprocess(image, style_for(model.input_shape, model.class_names))  # (C, H, W) uint8
+    style = style_for(model.input_shape, model.class_names, getattr(model, "preparation", None))
+    pixels = preprocess(image, style)  # (C, H, W) uint8
     x = to_float(pixels[None])  # (1, C, H, W) in [0, 1]
     norm = model.normalization
     if norm:
@@ -125,9 +126,16 @@ def describe(model: Any) -> dict[str, Any]:
         filters = {"layer": convs[0], "total": int(weight.shape[0]), **encode(weight[:MAX_FILTERS])}
     return {"input_shape": list(model.input_shape) if model.input_shape else None,
             "class_names": model.class_names, "normalization": model.normalization,
-            "style": style_for(model.input_shape, model.class_names), "layers": layers,
+            "style": _style_name(model), "layers": layers,
             "conv_layers": convs, "parameters": int(sum(entry["parameters"] for entry in layers)),
             "filters": filters}
+
+
+def _style_name(model: Any) -> str:
+    """``"photos"`` for a model trained on your own pictures (the page offers the upload), else the data set's."""
+    if getattr(model, "preparation", None) is not None:
+        return "photos"
+    return style_for(model.input_shape, model.class_names)
 
 
 def conv_step(model: Any, x: np.ndarray, outputs: list[np.ndarray], index: int,

@@ -144,7 +144,7 @@
     state.seq++;
     state.result = state.image = null;
     const p = $("prediction");
-    p.textContent = message || "Draw a digit on the pad.";
+    p.textContent = message || state.prompt || "Draw a digit on the pad.";
     delete p.dataset.label;
     $("probabilities").replaceChildren();
     $("input-view").getContext("2d").clearRect(0, 0, 28, 28);
@@ -1042,6 +1042,12 @@
     const description = await api(`/api/model?name=${encodeURIComponent(name)}`);
     if (state.model !== name) return;
     state.description = description;
+    const photos = description.style === "photos"; // trained on your own pictures: classify an upload, not a drawing
+    document.body.dataset.photos = photos ? "1" : "";
+    $("pad").hidden = photos;
+    $("undo").hidden = photos;
+    $("draw-title").textContent = photos ? "Your picture" : "Draw";
+    state.prompt = photos ? `Choose a picture to classify: this model knows ${description.class_names.join(", ")}.` : null;
     const acc = description.accuracy ? `, ${(100 * description.accuracy).toFixed(2)}% on MNIST's test set` : "";
     $("model-info").textContent = `${description.parameters.toLocaleString("en")} parameters${acc}`;
     showFilters(description.filters);
