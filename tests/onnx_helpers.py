@@ -86,3 +86,58 @@ def run_onnx(proto_or_bytes, feed: np.ndarray, input_name: str = "input") -> np.
     data = proto_or_bytes if isinstance(proto_or_bytes, bytes) else proto_or_bytes.SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     return session.run(None, {input_name: feed})[0]
+
+
+def graph(nodes, input_shape, output_shape, initializers=(), opset: int = 17, ir_version: int | None = None):
+    """A one-input, one-output float32 model of ``nodes`` (input ``x``, output ``y``) at ``opset``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [value if not isinstance(value, np.ndarray) else numpy_helper.from_array(value, name)
+             for name, value in (initializers.items() if isinstance(initializers, dict) else initializers)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(output_shape))], inits)
+    ir = ir_version or (3 if opset < 8 else 4 if opset < 10 else 8)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir)
+
+
+def matches_onnxruntime(proto, x: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5):
+    """Import ``proto``, run it and onnxruntime on ``x`` and compare; returns the imported model."""
+    from numpycnn.interchange import from_onnx
+
+    model = from_onnx(proto)
+    np.testing.assert_allclose(model.forward(x, training=False), run_onnx(proto, x, "x"), rtol=rtol, atol=atol)
+    return model
+
+
+def mnist8_graph(seed: int = 0):
+    """The graph of the Model Zoo's mnist-8 (CNTK, opset 8): Conv with auto_pad SAME_UPPER and no bias, a separate
+    Add of a (C, 1, 1) bias, Relu, MaxPool, the dense weight reshaped by a Reshape of constants, the data
+    flattened by a Reshape to the constant [1, 256], MatMul and Add."""
+    from onnx import helper
+
+    rng = np.random.default_rng(seed)
+
+    def _w(*shape):
+        return rng.normal(0, 0.3, shape).astype(np.float32)
+
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "Parameter5"], ["c1"], name="Convolution28", kernel_shape=[5, 5], strides=[1, 1],
+          auto_pad="SAME_UPPER", group=1, dilations=[1, 1]),
+        n("Add", ["c1", "Parameter6"], ["a1"], name="Plus30"), n("Relu", ["a1"], ["r1"], name="ReLU32"),
+        n("MaxPool", ["r1"], ["p1"], name="Pooling66", kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 0, 0],
+          auto_pad="NOTSET"),
+        n("Conv", ["p1", "Parameter87"], ["c2"], name="Convolution110", kernel_shape=[5, 5], strides=[1, 1],
+          auto_pad="SAME_UPPER", group=1, dilations=[1, 1]),
+        n("Add", ["c2", "Parameter88"], ["a2"], name="Plus112"), n("Relu", ["a2"], ["r2"], name="ReLU114"),
+        n("MaxPool", ["r2"], ["p2"], name="Pooling160", kernel_shape=[3, 3], strides=[3, 3], pads=[0, 0, 0, 0],
+          auto_pad="NOTSET"),
+        n("Reshape", ["Parameter193", "Parameter193_reshape1_shape"], ["w"], name="Times212_reshape1"),
+        n("Reshape", ["p2", "Pooling160_Output_0_reshape0_shape"], ["flat"], name="Times212_reshape0"),
+        n("MatMul", ["flat", "w"], ["m"], name="Times212"), n("Add", ["m", "Parameter194"], ["y"], name="Plus214"),
+    ]
+    inits = {"Parameter5": _w(8, 1, 5, 5), "Parameter6": _w(8, 1, 1), "Parameter87": _w(16, 8, 5, 5),
+             "Parameter88": _w(16, 1, 1), "Parameter193": _w(16, 4, 4, 10) * 0.1,
+             "Parameter193_reshape1_shape": np.array([256, 10], np.int64),
+             "Pooling160_Output_0_reshape0_shape": np.array([1, 256], np.int64), "Parameter194": _w(1, 10)}
+    return graph(nodes, [1, 1, 28, 28], [1, 10], inits, opset=8)

@@ -101,3 +101,63 @@ def test_the_onnx_page_runs_an_exported_model_in_onnxruntime(tmp_path, monkeypat
     np.testing.assert_allclose(namespace["logits"], model.forward(images * np.float32(1 / 255), training=False),
                                rtol=1e-5, atol=1e-5)
     assert capsys.readouterr().out.count("[") == 2
+
+
+def _hand_built():
+    from numpycnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+    from numpycnn.model.sequential import Sequential
+
+    return Sequential([Conv2D(1, 4, 3, dilation=2, groups=1), ReLU(), MaxPool2D(2), Flatten(), Dense(100, 10)])
+
+
+def test_a_model_built_without_input_shape_records_it_when_run_and_exports(tmp_path, capsys):
+    model = _hand_built().initialize(0)
+    assert model.input_shape is None
+    x = np.random.default_rng(0).normal(size=(3, 1, 14, 14)).astype(np.float32)
+    expected = model.forward(x)
+    assert model.input_shape == (1, 14, 14)
+    model.save(tmp_path / "m.safetensors")
+    assert load_model(tmp_path / "m.safetensors").input_shape == (1, 14, 14)
+    assert main(["export", str(tmp_path / "m.safetensors"), str(tmp_path / "m.onnx")]) == 0
+    assert "('N', 1, 14, 14)" in capsys.readouterr().out
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv")
+    assert {a.name: list(a.ints) for a in conv.attribute if a.name == "dilations"} == {"dilations": [2, 2]}
+    np.testing.assert_allclose(run_onnx(proto, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_input_shape_option_exports_a_file_that_records_none(tmp_path, capsys):
+    model = _hand_built().initialize(0)
+    model.save(tmp_path / "m.safetensors")  # never run: no input shape in the file
+    assert load_model(tmp_path / "m.safetensors").input_shape is None
+    _one_line_error(capsys, main(["export", str(tmp_path / "m.safetensors"), str(tmp_path / "a.onnx")]),
+                    "records no input shape. Give it with --input-shape C,H,W")
+    assert not (tmp_path / "a.onnx").exists()
+    assert main(["export", str(tmp_path / "m.safetensors"), str(tmp_path / "b.onnx"), "--input-shape",
+                 "1,14,14"]) == 0
+    x = np.random.default_rng(1).normal(size=(2, 1, 14, 14)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(onnx.load(str(tmp_path / "b.onnx")), x), model.forward(x),
+                               rtol=1e-5, atol=1e-5)
+    capsys.readouterr()
+    _one_line_error(capsys, main(["export", str(tmp_path / "m.safetensors"), str(tmp_path / "c.onnx"),
+                                  "--input-shape", "1,13,13"]), "cannot take input of shape")
+    assert main(["export", str(tmp_path / "m.safetensors"), str(tmp_path / "d.onnx"), "--input-shape",
+                 "1,x,14"]) == 2  # a usage error
+    assert "must be C,H,W" in capsys.readouterr().err
+
+
+def test_input_shape_option_must_agree_with_the_recorded_one(model_file, tmp_path, capsys):
+    _one_line_error(capsys, main(["export", str(model_file), str(tmp_path / "m.onnx"), "--input-shape", "3,32,32"]),
+                    "disagrees with the input shape (1, 28, 28) recorded in")
+
+
+def test_import_reads_a_model_zoo_style_opset_8_graph(tmp_path, capsys):
+    from onnx_helpers import mnist8_graph
+
+    proto = mnist8_graph()
+    onnx.save(proto, str(tmp_path / "mnist-8.onnx"))
+    assert main(["import", str(tmp_path / "mnist-8.onnx"), str(tmp_path / "mnist.safetensors")]) == 0
+    assert "8 layers" in capsys.readouterr().out
+    model = load_model(tmp_path / "mnist.safetensors")
+    x = np.random.default_rng(2).normal(size=(1, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_allclose(model.forward(x), run_onnx(proto, x, "x"), rtol=1e-4, atol=1e-5)

@@ -14,15 +14,18 @@ OPSET = 17
 #: older runtimes refuse to load; IR 8 is the one that belongs to opset 17 (onnx 1.12), so any runtime that
 #: knows opset 17 reads the file.
 IR_VERSION = 8
-#: Opsets that :func:`~numpycnn.interchange.load_onnx` reads. Below 9 BatchNormalization had a ``spatial``
-#: mode and Flatten other rules; newer opsets only widened the types of these operators, and every attribute
-#: is checked against what the layers can hold.
-MIN_IMPORT_OPSET, MAX_IMPORT_OPSET = 9, 25
+#: Opsets that :func:`~numpycnn.interchange.load_onnx` reads: from opset 6 (the oldest the ONNX test suite's
+#: ``pytorch-converted`` models use; opsets 1-5 had ``consumed_inputs`` and Reshape's shape as an attribute) to
+#: 25. Each converter in ``numpycnn.interchange._onnx_ops`` handles what changed in between.
+MIN_IMPORT_OPSET, MAX_IMPORT_OPSET = 6, 25
 #: The largest ONNX file read (protobuf itself cannot parse messages over 2 GiB); the biggest ready-made model
 #: is under 2 MB.
 MAX_FILE_BYTES = 1 << 30
 #: Largest tensor rank, as for safetensors headers in :mod:`numpycnn.model.io`.
 MAX_RANK = 16
+#: The most elements a layer's per-sample output (or a convolution's padded input or im2col matrix) may have
+#: at import: 2**27 float32 values are 512 MiB per sample, far above VGG19's largest (64 x 224 x 224 x 9).
+MAX_ACTIVATION = 1 << 27
 #: Largest input dimension accepted, as for ``input_shape`` in model files.
 MAX_INPUT_DIM = 1 << 24
 

@@ -37,7 +37,8 @@ class Sequential:
     *layers : Layer, or one iterable of Layer
         The layers, in order: ``Sequential(a, b, c)`` or ``Sequential([a, b, c])``.
     input_shape : tuple of int, optional
-        The per-sample input shape, e.g. ``(1, 28, 28)``; used by ``summary`` and stored in model files.
+        The per-sample input shape, e.g. ``(1, 28, 28)``; used by ``summary`` and export, and stored in model
+        files. Without one, the first :meth:`forward` records the shape of its input.
     fuse : bool
         Run pairs such as batch norm + ReLU as one fused operation (exactly equal, fewer passes over memory);
         see :meth:`plan`.
@@ -94,7 +95,10 @@ class Sequential:
             checks.fail("Sequential.forward", "training", "True or False", training, error=TypeError)
         if type(x) is not np.ndarray or self._device != "cpu":
             self._check_device(x)
-        return self.plan().forward(x, bool(training), keep_cache)
+        y = self.plan().forward(x, bool(training), keep_cache)
+        if self.input_shape is None and getattr(x, "ndim", 0) >= 2:  # recorded on the first call, as in Keras,
+            self.input_shape = tuple(int(d) for d in x.shape[1:])  # so that a model built without one exports
+        return y
 
     def _check_device(self, x: Any) -> None:
         where, device = backend.device_of(x), self.device
