@@ -288,7 +288,7 @@ BROKEN = [
      r"tensor '6.weight' is missing; Dense\(in_features=3, out_features=2, bias=True\) needs shape \(2, 3\)"),
     ("class_names_bad", _edit_meta("class_names", '{"a": 1}'), r"class_names must be null or a list of str"),
     ("normalization_bad", _edit_meta("normalization", '{"mean": [0.5], "std": [0]}'),
-     r"normalization must be null or"),
+     r"`normalization` std must be > 0 for every channel"),
     ("int_size_mismatch", _set("2.num_batches_tracked", "dtype", "U8"), r"shape \[\] of U8 needs 1 bytes"),
 ]
 

@@ -1,9 +1,13 @@
 """Preprocessing as the original project did it: pixels to [0, 1], per-channel standardisation, one-hot.
 
-None of these functions changes its input; each returns a new array.
+None of these functions changes its input; each returns a new array. :func:`normalization_problem` is the one
+check of a model's normalisation record, used when a model is saved, loaded and trained.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 
@@ -155,3 +159,50 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     out = np.zeros((labels.shape[0], num_classes), dtype=np.float32)
     out[np.arange(labels.shape[0]), labels] = 1.0
     return out
+
+
+def normalization_problem(normalization: Any, channels: int | None = None) -> str:
+    """What is wrong with a normalisation record for images of ``channels`` channels; ``""`` if nothing.
+
+    A model's ``normalization`` is ``None`` (``null`` in a model file) or ``{"mean": [...], "std": [...]}``: the
+    :math:`\\mu_c` and :math:`\\sigma_c` of :func:`standardize`, finite numbers with every :math:`\\sigma_c > 0`,
+    one of each per channel or one of each for all channels. This is the only place these rules are written:
+    ``save``, ``load_model`` and ``fit`` all ask it.
+
+    Parameters
+    ----------
+    normalization : object
+        The record to check.
+    channels : int, optional
+        The images' channels, when known.
+
+    Returns
+    -------
+    str
+        One sentence naming the problem and what was given, or ``""``.
+
+    Examples
+    --------
+    >>> normalization_problem({"mean": [0.5], "std": [0.25]})
+    ''
+    >>> print(normalization_problem({"mean": [0.5], "std": [0.0]}))
+    `normalization` std must be > 0 for every channel. Got {'mean': [0.5], 'std': [0.0]}.
+    """
+    if normalization is None:
+        return ""
+    expected = ('None (null in a file) or {"mean": [...], "std": [...]} with a finite mean and a std > 0 per '
+                "input channel")
+    if not isinstance(normalization, dict) or set(normalization) != {"mean", "std"}:
+        return f"`normalization` must be {expected}. Got {normalization!r:.200}."
+    values = [normalization["mean"], normalization["std"]]
+    if not all(isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                 and math.isfinite(x) for x in v) for v in values):
+        return f"`normalization` must be {expected}. Got {normalization!r:.200}."
+    mean, std = values
+    if not all(x > 0 for x in std):
+        return f"`normalization` std must be > 0 for every channel. Got {normalization!r:.200}."
+    sizes = {len(mean), len(std)}
+    if len(sizes) != 1 or (channels is not None and sizes - {1, channels}):
+        return (f"`normalization` must have one mean and one std per input channel ({channels}), or one "
+                f"of each for all. Got {normalization!r:.200}.")
+    return ""

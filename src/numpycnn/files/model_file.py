@@ -21,6 +21,7 @@ from numpycnn.core import backend
 from numpycnn.core.checks import int_pair
 from numpycnn.core.files import atomic_write
 from numpycnn.datasets.preparation import Preparation
+from numpycnn.datasets.transforms import normalization_problem
 from numpycnn.errors import ModelFileError
 from numpycnn.layers.base import LAYER_REGISTRY, unknown_layer_message
 
@@ -461,12 +462,9 @@ def _extras(path: Any, metadata: dict[str, str]) -> tuple[list[str] | None, dict
                                     or not all(isinstance(c, str) for c in class_names)):
         raise _error(path, f"class_names must be null or a list of strings. Got {class_names!r:.200}.")
     norm = _json_field(path, metadata, "normalization")
-    if norm is not None and (not isinstance(norm, dict) or set(norm) != {"mean", "std"} or not all(
-            isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                              for x in v) for v in norm.values())
-                             or not all(s > 0 for s in norm["std"])):
-        raise _error(path, f'normalization must be null or {{"mean": [...], "std": [positive ...]}}. '
-                           f"Got {norm!r:.200}.")
+    problem = normalization_problem(norm)
+    if problem:
+        raise _error(path, problem)
     return class_names, norm
 
 
@@ -481,8 +479,8 @@ def _output_count(model: Sequential) -> int | None:
 def describe_extras_problem(model: Sequential, class_names: Any, normalization: Any) -> str:
     """What is wrong with ``class_names`` and ``normalization`` for ``model`` (``""`` if nothing).
 
-    Class names must be one string per output; the normalisation a finite mean and a positive finite std per
-    input channel (or one for all), as ``{"mean": [...], "std": [...]}``.
+    Class names must be one string per output; the normalisation is checked by
+    :func:`numpycnn.datasets.transforms.normalization_problem`.
     """
     if class_names is not None:
         outputs = _output_count(model)
@@ -491,24 +489,7 @@ def describe_extras_problem(model: Sequential, class_names: Any, normalization: 
         if outputs is not None and len(class_names) != outputs:
             return (f"`class_names` must have one name per output of the model ({outputs}). Got "
                     f"{len(class_names)} names: {class_names!r:.200}.")
-    if normalization is None:
-        return ""
-    channels = model.input_shape[0] if model.input_shape else None
-    expected = '{"mean": [...], "std": [...]} with a finite mean and a std > 0 per input channel'
-    if not isinstance(normalization, dict) or set(normalization) != {"mean", "std"}:
-        return f"`normalization` must be None or {expected}. Got {normalization!r:.200}."
-    values = [normalization["mean"], normalization["std"]]
-    if not all(isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                 and math.isfinite(x) for x in v) for v in values):
-        return f"`normalization` must be {expected}. Got {normalization!r:.200}."
-    mean, std = values
-    if not all(x > 0 for x in std):
-        return f"`normalization` std must be > 0 for every channel. Got {normalization!r:.200}."
-    sizes = {len(mean), len(std)}
-    if len(sizes) != 1 or (channels is not None and sizes - {1, channels}):
-        return (f"`normalization` must have one mean and one std per input channel ({channels}), or one "
-                f"of each for all. Got {normalization!r:.200}.")
-    return ""
+    return normalization_problem(normalization, model.input_shape[0] if model.input_shape else None)
 
 
 def activation_sizes(model: Sequential, input_shape: Any) -> list[tuple[int, str, int]]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from numpycnn.core import backend
 from numpycnn.core.checks import fail
+from numpycnn.datasets.transforms import normalization_problem
 
 if TYPE_CHECKING:
     from numpycnn.model.sequential import Sequential
@@ -104,12 +105,11 @@ class Batches:
         self.raw = None if x.dtype == self.dtype else np.empty(shape, x.dtype)
         self.mean = self.std = None
         if normalization:
-            channels = x.shape[1]
+            problem = normalization_problem(normalization, x.shape[1])
+            if problem:
+                raise ValueError(f"fit: the model's {problem}")
             mean = np.asarray(normalization["mean"], self.dtype).reshape(-1)
             std = np.asarray(normalization["std"], self.dtype).reshape(-1)
-            if mean.size not in (1, channels) or std.size not in (1, channels) or np.any(std <= 0):
-                fail("Batches", "model.normalization", f"a mean and positive std per channel ({channels})",
-                     normalization)
             stat_shape = (1, -1) + (1,) * (x.ndim - 2)  # (1, C, 1, 1) for images
             self.mean, self.std = mean.reshape(stat_shape), std.reshape(stat_shape)
 
