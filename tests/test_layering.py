@@ -32,6 +32,7 @@ TIERS: list[tuple[str, tuple[str, ...]]] = [
 LAZY_IMPORTERS = {
     "numpycnn.cli": "each subcommand imports what it runs, so `numpycnn --help` and `numpycnn data` start fast",
     "numpycnn.cli.train": "imported by cli at start; loads data, models and plots only for `train`",
+    "numpycnn.cli.train_settings": "imported by cli at start; loads the data and model modules only to check a run",
     "numpycnn.cli.train_distributed": "loads numpycnn.training.distributed (and mpi4py) only for a --distributed run",
     "numpycnn.cli.onnx_commands": "the ONNX converters need the optional onnx package",
     "numpycnn.cli.exercise_commands": "loads the exercises and their checker only for `numpycnn exercise`",
