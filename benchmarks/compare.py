@@ -1,8 +1,10 @@
 """numpycnn against PyTorch on this machine's CPU, side by side (or on its GPU with ``--device cuda``).
 
 Run ``python -m benchmarks.compare`` (add ``--quick`` for a short run). Each measurement alternates the two systems
-for several rounds and reports medians, so that both see the same machine state. Without PyTorch installed it
-prints numpycnn's figures alone. Prints a Markdown table (also written to ``--output`` if given).
+for ``--rounds`` rounds (7 by default) in one process, so that both see the same machine state, and reports each
+side's median with its min-max, and the median of the per-round ratios with their min-max: on a shared machine
+whose speed moves by 2x, the spread says how far a ratio can be trusted. Without PyTorch installed it prints
+numpycnn's figures alone. Prints a Markdown table (also written to ``--output`` if given).
 
 Measured:
 1. training throughput of the original network (batch 64, float32, SGD);
@@ -10,7 +12,10 @@ Measured:
 3. training throughput of ``numpycnn.models.deep_cnn`` against the same architecture in PyTorch (batch 128, Adam);
 4. wall time and peak resident memory of the full original experiment (``numpycnn train``, 10 epochs);
 5. peak resident memory of ``evaluate`` of ``deep_cnn`` on the 10,000 test images, in a child process;
-6. the loop-based reference convolution and pooling against the vectorised ones (what vectorisation buys).
+6. the loop-based reference convolution and pooling against the vectorised ones (what vectorisation buys);
+7. the floor of each convolution of ``deep_cnn`` (batch 128): its forward and backward time against the time of
+   its matrix products alone at the same shapes, one product each with all BLAS threads (how close the engine is
+   to what BLAS allows; :func:`conv_floor`).
 
 With ``--device cuda`` (CuPy, and PyTorch with CUDA) only 1-3 run, both systems on the GPU, batches already
 there; each timed loop ends by waiting for the GPU. ``benchmarks/gpu_check.py`` is the fuller GPU check.
@@ -33,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from numpycnn import datasets, models, reference
-from numpycnn.core import backend
+from numpycnn.core import backend, parallel
 from numpycnn.errors import DeviceError
 from numpycnn.functional import conv as fast_conv
 from numpycnn.functional import pool as fast_pool
@@ -148,15 +153,21 @@ def torch_infer_loop(net, x: np.ndarray, repeats: int, device: str = "cpu") -> C
     return run
 
 
-def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    """Run each system once per round, in turn, after one warm-up each; return the median of each."""
+def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run each system once per round, in turn, after one warm-up each; return every round's figure of each
+    (round ``r`` of one system next to round ``r`` of the other: their ratio is one sample of the ratio)."""
     for run in runs.values():
         run()
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             samples[name].append(run())
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """``(min, median, max)``."""
+    return min(values), statistics.median(values), max(values)
 
 
 # -- the measurements ------------------------------------------------------------------------------------------
@@ -166,7 +177,7 @@ def torch_runs_on(device: str) -> bool:
 
 
 def compare_training(builder, batch_size: int, steps: int, rounds: int, lr: float,
-                     adam: bool = False, device: str = "cpu") -> dict[str, float]:
+                     adam: bool = False, device: str = "cpu") -> dict[str, list[float]]:
     batches = mnist_batches(batch_size, steps)
     model = builder()
     runs = {"numpycnn": numpy_train_loop(model, batches, lr, adam, device)}
@@ -177,7 +188,8 @@ def compare_training(builder, batch_size: int, steps: int, rounds: int, lr: floa
     return alternate(runs, rounds)
 
 
-def compare_inference(builder, batch_size: int, repeats: int, rounds: int, device: str = "cpu") -> dict[str, float]:
+def compare_inference(builder, batch_size: int, repeats: int, rounds: int,
+                      device: str = "cpu") -> dict[str, list[float]]:
     x = mnist_batches(batch_size, 1)[0][0]
     model = builder()
     runs = {"numpycnn": numpy_infer_loop(model, x, repeats, device)}
@@ -275,29 +287,106 @@ def throughput_rows(quick: bool, rounds: int, device: str, targets: tuple[float 
     ]
 
 
-def ratio_row(name: str, figures: dict[str, float], unit: str, target: float | None) -> str:
+def _figure(values: list[float], unit: str) -> str:
+    low, mid, high = spread(values)
+    return f"{mid:,.0f} {unit} ({low:,.0f}-{high:,.0f})"
+
+
+def ratio_row(name: str, figures: dict[str, list[float]], unit: str, target: float | None) -> str:
+    """One row: each side's median (min-max over the rounds), the median ratio of the paired rounds (min-max),
+    and the verdict on the median ratio."""
     ours = figures["numpycnn"]
     theirs = figures.get("pytorch")
     aim = "" if target is None else f"{target:.1f}x"
     if theirs is None:
-        return f"| {name} | {ours:,.0f} {unit} | (PyTorch not installed) | | {aim} |"
-    ratio = ours / theirs
+        return f"| {name} | {_figure(ours, unit)} | (PyTorch not installed) | | {aim} |"
+    low, ratio, high = spread([a / b for a, b in zip(ours, theirs, strict=True)])
+    cells = f"| {name} | {_figure(ours, unit)} | {_figure(theirs, unit)} | **{ratio:.2f}x** ({low:.2f}-{high:.2f}) |"
     if target is None:  # on a GPU there is no target yet: the first measurement sets the baseline
-        return f"| {name} | {ours:,.0f} {unit} | {theirs:,.0f} {unit} | **{ratio:.2f}x** | |"
+        return f"{cells} |"
     verdict = "met" if ratio >= target else f"missed by {target - ratio:.2f}x"
-    return f"| {name} | {ours:,.0f} {unit} | {theirs:,.0f} {unit} | **{ratio:.2f}x** | {target:.1f}x ({verdict}) |"
+    return f"{cells} {target:.1f}x ({verdict}) |"
+
+
+def conv_floor(rounds: int, batch_size: int = 128) -> list[str]:
+    """For each convolution of ``deep_cnn``: the median time of ``conv2d_forward`` + ``conv2d_backward`` (as in
+    training: no input gradient for the first layer) against the median time of its products alone at the same
+    shapes, each one BLAS call on preallocated arrays with all BLAS threads: :math:`W X_{col}` (F, K) @ (K, N L),
+    :math:`dW^T = X_{col} dY^T` (K, N L) @ (N L, F) and :math:`dX_{col} = W^T dY` (K, F) @ (F, N L). The ratio
+    is how far the engine is from what BLAS allows (im2col, col2im and the copies make up the rest)."""
+    model = models.deep_cnn(seed=0)
+    shapes = model.output_shapes((1, 28, 28))
+    rows = ["| layer | input (N, C, H, W) -> F | engine ms | products ms | engine / products |",
+            "|---|---|---|---|---|"]
+    convs = [i for i, layer in enumerate(model.layers) if type(layer).__name__ == "Conv2D"]
+    for index in convs:
+        in_shape = (batch_size, *((1, 28, 28) if index == 0 else shapes[index - 1]))
+        engine, products = _floor_runs(model.layers[index], in_shape, need_dx=index != convs[0])
+        times = alternate({"engine": engine, "products": products}, rounds)
+        ms_engine, ms_products = (statistics.median(times[k]) * 1e3 for k in ("engine", "products"))
+        F, C, kh, kw = model.layers[index].params["weight"].shape
+        rows.append(f"| {index}: Conv2D {C}->{F} {kh}x{kw} | {in_shape} -> {F} | {ms_engine:.1f} | "
+                    f"{ms_products:.1f} | {ms_engine / ms_products:.2f}x |")
+    return rows
+
+
+def _floor_runs(layer, in_shape: tuple[int, ...], need_dx: bool) -> tuple[Callable[[], float], Callable[[], float]]:
+    """The two timed runs of :func:`conv_floor` for one layer: the engine's passes, and the products alone."""
+    rng = np.random.default_rng(0)
+    w = layer.params["weight"]
+    F, C, kh, kw = w.shape
+    x = rng.standard_normal(in_shape, dtype=np.float32)
+    workspace = fast_conv.Workspace()
+    y, _ = fast_conv.conv2d_forward(x, w, None, layer.stride, layer.padding, workspace=workspace)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    K, NL = C * kh * kw, in_shape[0] * y.shape[2] * y.shape[3]
+    cols, dy_mat = rng.standard_normal((K, NL), dtype=np.float32), rng.standard_normal((F, NL), dtype=np.float32)
+    w_mat = w.reshape(F, K)
+    out_y, out_dw, out_dx = np.empty((F, NL), np.float32), np.empty((K, F), np.float32), np.empty((K, NL), np.float32)
+
+    def engine() -> None:
+        _, cache = fast_conv.conv2d_forward(x, w, None, layer.stride, layer.padding, workspace=workspace)
+        fast_conv.conv2d_backward(dy, cache, need_dx=need_dx)
+
+    def products() -> None:
+        np.matmul(w_mat, cols, out=out_y)  # (F, K) @ (K, N L)
+        np.matmul(cols, dy_mat.T, out=out_dw)  # (K, N L) @ (N L, F)
+        if need_dx:
+            np.matmul(w_mat.T, dy_mat, out=out_dx)  # (K, F) @ (F, N L)
+
+    return _seconds(engine), _seconds(products)
+
+
+def _seconds(function: Callable[[], None]) -> Callable[[], float]:
+    def run() -> float:
+        start = time.perf_counter()
+        function()
+        return time.perf_counter() - start
+    return run
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``) and whether it has AVX-512, else what ``platform`` says."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.machine())
+    return f"{name} ({'with' if ' avx512f' in info else 'without'} AVX-512)"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per measurement (median)")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="alternating rounds per measurement (min, median, max; at least 7 to trust a ratio)")
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds, no full experiment")
     parser.add_argument("--skip-full", action="store_true", help="skip the 10-epoch original experiment")
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: both systems on the GPU, training and inference only")
     args = parser.parse_args(argv)
-    rounds = 2 if args.quick else args.rounds
+    rounds = 3 if args.quick else args.rounds
     if args.device == "cuda":
         return gpu_main(args, rounds)
     threads = blas_threads()
@@ -306,12 +395,14 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = throughput_rows(args.quick, rounds, "cpu", targets=(2.0, 1.0, 1.0))
     gain = vectorisation_gain(1 if args.quick else 3)
+    floor = conv_floor(rounds)
 
     torch_version = torch.__version__ if torch is not None else "not installed"
     lines = [
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores; "
         f"Python {platform.python_version()}, NumPy {np.__version__}, PyTorch {torch_version}; "
-        f"{threads} BLAS/torch threads; {time.strftime('%Y-%m-%d')}; median of {rounds} alternating rounds.",
+        f"{threads} BLAS/torch threads; numpycnn: {parallel.describe()}; {time.strftime('%Y-%m-%d')}; "
+        f"{rounds} alternating rounds: median (min-max) of each side, median (min-max) of the per-round ratios.",
         "",
         "| measurement | numpycnn | PyTorch (CPU) | ratio | target |",
         "|---|---|---|---|---|",
@@ -336,6 +427,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Loop-based reference (`numpycnn.reference`, the original style) vs vectorised, conv 1->8 3x3 + max pool, "
         f"forward and backward of 8 images: {gain['loops'] * 1e3:,.1f} ms vs {gain['vectorised'] * 1e3:,.3f} ms "
         f"(**{gain['loops'] / gain['vectorised']:,.0f}x** faster).",
+        "",
+        f"Floor: each convolution of `deep_cnn` at batch 128, forward and backward as in training, against its "
+        f"matrix products alone at the same shapes (median of {rounds} alternating rounds).",
+        "",
+        *floor,
     ]
     table = "\n".join(lines)
     print(table)
@@ -356,7 +452,7 @@ def gpu_main(args: argparse.Namespace, rounds: int) -> int:
     lines = [
         f"Device: CUDA; Python {platform.python_version()}, NumPy {np.__version__}, "
         f"CuPy {backend.get_device('cuda').module().__version__}, PyTorch {torch_version}; "
-        f"{time.strftime('%Y-%m-%d')}; median of {rounds} alternating rounds.",
+        f"{time.strftime('%Y-%m-%d')}; {rounds} alternating rounds: median (min-max).",
         "",
         "| measurement | numpycnn (CuPy) | PyTorch (CUDA) | ratio | target |",
         "|---|---|---|---|---|",

@@ -3,7 +3,8 @@
 Run ``python -m benchmarks.mpi_scaling`` (needs ``pip install "numpycnn[mpi]"``; ``--steps`` scales the run). For
 the original network (global batch 64) and ``deep_cnn`` (global batch 128) it measures training throughput with
 one process without MPI, then with 1, 2 and 4 processes under ``mpiexec`` (4 oversubscribes a 2-core machine),
-each process with ``cores // K`` BLAS threads (at least 1), as ``numpycnn train --distributed`` runs. For each it
+each process with ``cores // K`` BLAS threads and as many numpycnn worker threads (at least 1;
+:mod:`numpycnn.core.parallel`), as ``numpycnn train --distributed`` runs. For each it
 reports images per second, the time per step spent in the gradient ``Allreduce`` (waiting for the slowest rank
 included), the same ``Allreduce`` timed alone, and the bytes each process sends into it per step. Every
 configuration runs ``--rounds`` times, alternating with the others, and the fastest run counts: on a shared
@@ -98,7 +99,7 @@ def mpiexec() -> str:
 def measure(model_name: str, batch: int, steps: int, processes: int | None) -> dict:
     """One configuration in fresh processes; ``processes=None`` runs one plain process without MPI."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                                            "MKL_NUM_THREADS")}
+                                                            "MKL_NUM_THREADS", "NUMPYCNN_THREADS")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
     command = [sys.executable, "-m", "benchmarks.mpi_scaling", "--worker", model_name, str(batch), str(steps)]
     if processes is not None:
@@ -120,8 +121,8 @@ def table(rows: list[dict], steps_scale: float, load: tuple[float, float], round
              f"{date.today().isoformat()}; `python -m benchmarks.mpi_scaling`"
              f"{'' if steps_scale == 1 else f' --steps {steps_scale:g}'}; 1-minute load average "
              f"{load[0]:.1f} before, {load[1]:.1f} after; the fastest of {rounds} alternating runs of each row.", "",
-             "| model (global batch) | processes | BLAS threads each | images/s | vs 1 process | ms per step "
-             "| Allreduce ms per step (in training) | Allreduce ms alone | bytes per process per step |",
+             "| model (global batch) | processes | BLAS threads and numpycnn workers each | images/s | vs 1 process "
+             "| ms per step | Allreduce ms per step (in training) | Allreduce ms alone | bytes per process per step |",
              "|---|---|---|---|---|---|---|---|---|"]
     base = {}
     for r in rows:

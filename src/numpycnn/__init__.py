@@ -33,6 +33,8 @@ _LAZY_NAMES = {
     "gradcheck": "numpycnn.layers.gradcheck",
     "load_model": "numpycnn.model.io",
     "History": "numpycnn.training.loop",
+    "get_num_threads": "numpycnn.core.parallel",
+    "set_num_threads": "numpycnn.core.parallel",
 }
 #: The short public paths that the README, the guide and the tutorial teach, and the module each one is.
 #: Importing a short path imports the module it names and nothing more; both names give the same module object.

@@ -2,8 +2,10 @@
 
 ``numpycnn train`` uses it to refuse running K independent trainings into one folder when it was started by
 ``mpiexec -n K`` without ``--distributed``, and ``import numpycnn`` uses it to give each of the K processes on a
-machine its share of the cores for BLAS (:func:`limit_blas_threads`). This module imports nothing but ``os``, so it
-runs before NumPy is loaded, which is when the BLAS thread count must be fixed.
+machine its share of the cores for BLAS (:func:`limit_blas_threads`). The worker threads of
+:mod:`numpycnn.core.parallel` follow the same rule: ``available_cores() // processes_on_this_machine()`` each. This
+module imports nothing but ``os``, so it runs before NumPy is loaded, which is when the BLAS thread count must be
+fixed.
 
 The variables read are those of MPICH's Hydra launcher (also Intel MPI and ``srun --mpi=pmi2``: ``PMI_SIZE``,
 ``PMI_RANK``, ``MPI_LOCALNRANKS``), Open MPI (``OMPI_COMM_WORLD_*``) and MVAPICH (``MV2_COMM_WORLD_*``).

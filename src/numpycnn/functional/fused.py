@@ -6,6 +6,9 @@ the composition of two layers with fewer forward passes and fewer stored arrays.
 why it is exact and what it saves, as measured; the tests hold each one equal to the composition of the
 unfused functions (forward and every gradient) and to PyTorch. :class:`numpycnn.model.plan.ExecutionPlan` decides
 where they run; ``Sequential.summary()`` and ``numpycnn profile`` show it.
+
+Batch norm + ReLU runs on the worker threads of :mod:`numpycnn.core.parallel`, a slice of channels per task
+(:func:`channel_slices`); ReLU + max pooling inherits the batch split of :mod:`numpycnn.functional.pool`.
 """
 
 from __future__ import annotations
@@ -14,9 +17,23 @@ from typing import Any
 
 import numpy as np
 
+from numpycnn.core import parallel
 from numpycnn.core.backend import get_array_module
-from numpycnn.functional.norm import _as_ncl, centred_batch_statistics
+from numpycnn.functional.norm import _as_ncl
 from numpycnn.functional.pool import maxpool2d_backward, maxpool2d_forward
+
+
+def channel_slices(x3: np.ndarray) -> list[slice]:
+    """The channel slices that batch norm + ReLU runs on the workers of :mod:`numpycnn.core.parallel`.
+
+    Every quantity of batch norm is per channel (the statistics, the gradients' sums), so a slice of channels
+    is a complete, independent problem: no partial sums cross slices and any number of workers gives the same
+    bits. The work of one channel is its ``N L`` values; a device array (CuPy) is never split.
+    """
+    N, C, L = x3.shape
+    if get_array_module(x3) is not np:
+        return [slice(0, C)]
+    return parallel.slices(C, N * L)
 
 
 def batchnorm_relu_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
@@ -59,11 +76,24 @@ def batchnorm_relu_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         ``(x_c, y, inv_std, scale, mean, var)``; ``mean`` and ``var`` (biased, (C,)) update running statistics.
     """
     xp = get_array_module(x)
-    xc, mean, var, inv_std = centred_batch_statistics(_as_ncl(x), eps)  # (N, C, L) and (C,) each
-    scale = (gamma * inv_std).astype(x.dtype, copy=False)
-    y = xp.multiply(xc, scale[:, None])  # (N, C, L)
-    y += beta[:, None]
-    xp.maximum(y, 0, out=y)
+    x3 = _as_ncl(x)  # (N, C, L)
+    xc, y = xp.empty_like(x3), xp.empty_like(x3)  # (N, C, L) each, written slice by slice
+
+    def channels(cs: slice) -> tuple[np.ndarray, ...]:  # one slice of channels, start to finish
+        xs = x3[:, cs]  # (N, c, L)
+        m = xs.shape[0] * xs.shape[2]
+        mean = xp.einsum("ncl->c", xs) / m  # (c,)
+        xcs = xp.subtract(xs, mean[:, None], out=xc[:, cs])  # (N, c, L), centred
+        var = xp.einsum("ncl,ncl->c", xcs, xcs) / m  # (c,), biased
+        inv_std = 1.0 / xp.sqrt(var + eps)
+        scale = (gamma[cs] * inv_std).astype(x.dtype, copy=False)
+        ys = xp.multiply(xcs, scale[:, None], out=y[:, cs])
+        ys += beta[cs, None]
+        xp.maximum(ys, 0, out=ys)
+        return inv_std, scale, mean, var
+
+    parts = parallel.map_slices(channels, channel_slices(x3))
+    inv_std, scale, mean, var = (xp.concatenate([p[i] for p in parts]) for i in range(4))  # (C,) each
     return y.reshape(x.shape), (xc, y, inv_std, scale, mean, var)  # y back to (N, C[, H, W])
 
 
@@ -72,14 +102,29 @@ def batchnorm_relu_backward(dy: np.ndarray, cache: Any) -> tuple[np.ndarray, np.
     xp = get_array_module(dy)
     xc, y, inv_std, scale, _, _ = cache
     m = xc.shape[0] * xc.shape[2]
+    dy3 = _as_ncl(dy)  # (N, C, L)
+    dx = xp.empty_like(xc)  # (N, C, L), written slice by slice
+    parts = parallel.map_slices(
+        lambda cs: _batchnorm_relu_backward_channels(dy3[:, cs], y[:, cs], xc[:, cs], inv_std[cs], scale[cs], m,
+                                                     dx[:, cs]),
+        channel_slices(xc))
+    dgamma, dbeta = (xp.concatenate([p[i] for p in parts]) for i in range(2))  # (C,) each
+    return dx.reshape(dy.shape), dgamma, dbeta  # dx back to (N, C[, H, W])
+
+
+def _batchnorm_relu_backward_channels(dy: np.ndarray, y: np.ndarray, xc: np.ndarray, inv_std: np.ndarray,
+                                      scale: np.ndarray, m: int, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The backward pass for one slice of channels (every argument cut to them, ``dy`` (N, c, L)): ``dx`` written
+    in place, ``(dgamma, dbeta)`` of the slice returned."""
+    xp = get_array_module(dy)
     g = xp.multiply(_as_ncl(dy), y > 0, dtype=xc.dtype)  # (N, C, L): ReLU's backward
     dbeta = xp.einsum("ncl->c", g)  # (C,)
     dgamma = xp.einsum("ncl,ncl->c", g, xc) * inv_std  # (C,)
     g *= scale[:, None]
     g -= (scale * dbeta / m)[:, None]
-    dx = xp.multiply(xc, (scale * inv_std * dgamma / m).astype(xc.dtype)[:, None])  # (N, C, L)
+    xp.multiply(xc, (scale * inv_std * dgamma / m).astype(xc.dtype)[:, None], out=dx)  # (N, C, L)
     xp.subtract(g, dx, out=dx)
-    return dx.reshape(dy.shape), dgamma, dbeta  # dx back to (N, C[, H, W])
+    return dgamma, dbeta
 
 
 def batchnorm_relu_inference_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray,
@@ -106,9 +151,14 @@ def batchnorm_relu_inference_forward(x: np.ndarray, gamma: np.ndarray, beta: np.
     inv_std = 1.0 / xp.sqrt(var + eps)  # (C,)
     scale = (gamma * inv_std).astype(x.dtype, copy=False)
     shift = (beta - mean * scale).astype(x.dtype, copy=False)
-    y = xp.multiply(x3, scale[:, None])  # (N, C, L)
-    y += shift[:, None]
-    xp.maximum(y, 0, out=y)
+    y = xp.empty_like(x3)  # (N, C, L)
+
+    def channels(cs: slice) -> None:
+        ys = xp.multiply(x3[:, cs], scale[cs, None], out=y[:, cs])
+        ys += shift[cs, None]
+        xp.maximum(ys, 0, out=ys)
+
+    parallel.map_slices(channels, channel_slices(x3))
     return y.reshape(x.shape), (x3, y, scale, inv_std, mean)  # y back to (N, C[, H, W])
 
 

@@ -9,6 +9,9 @@ gradient is 0).
 
 When the windows do not overlap (kernel == stride, the common case) every input pixel belongs to at most one
 window, so backward writes each slice of ``dx`` once; overlapping windows accumulate.
+
+Max pooling runs on the worker threads of :mod:`numpycnn.core.parallel`, a slice of the batch per task
+(:func:`batch_slices`): images are independent, so the result is the same bits for any number of workers.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from numpycnn.core import parallel
 from numpycnn.core.backend import get_array_module
 
 
@@ -105,16 +109,40 @@ def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
     """
     g = pool_geometry(x.shape, kernel_size, stride)
     kernel = _maxpool2x2_forward if (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2) else _maxpool_by_offsets
-    out, argmax = kernel(x, g)
+    parts = batch_slices(x)
+    if len(parts) == 1:
+        out, argmax = kernel(x, g)
+        return out, MaxPoolCache(g, argmax, x.dtype)
+    out = np.empty((g.N, g.C, g.Ho, g.Wo), x.dtype)
+    argmax = np.empty((g.N, g.C, g.Ho, g.Wo), np.uint8 if g.kh * g.kw < 256 else np.int32)
+
+    def images(s: slice) -> None:  # one slice of the batch, written straight into its rows of out and argmax
+        kernel(x[s], g._replace(N=s.stop - s.start), out[s], argmax[s])
+
+    parallel.map_slices(images, parts)
     return out, MaxPoolCache(g, argmax, x.dtype)
 
 
-def _maxpool_by_offsets(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """The general kernel: a running maximum and its window index over the ``kh * kw`` offset slices."""
+def batch_slices(x: np.ndarray) -> list[slice]:
+    """The batch slices pooling runs on the workers of :mod:`numpycnn.core.parallel`: images are independent,
+    so the slices' results are the unsplit result's rows, bit for bit. One slice for a device (CuPy) array."""
+    if get_array_module(x) is not np:
+        return [slice(0, len(x))]
+    return parallel.slices(len(x), x[0].size)
+
+
+def _maxpool_by_offsets(x: np.ndarray, g: PoolGeometry, out: np.ndarray | None = None,
+                        argmax: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The general kernel: a running maximum and its window index over the ``kh * kw`` offset slices (written
+    into ``out`` and ``argmax`` when given)."""
     xp = get_array_module(x)
     views = _offsets(x, g)
-    out = xp.array(next(views))  # (N, C, Ho, Wo), a copy of offset (0, 0)
-    argmax = xp.zeros(out.shape, dtype=np.uint8 if g.kh * g.kw < 256 else np.int32)
+    if out is None:
+        out = xp.array(next(views))  # (N, C, Ho, Wo), a copy of offset (0, 0)
+        argmax = xp.zeros(out.shape, dtype=np.uint8 if g.kh * g.kw < 256 else np.int32)
+    else:
+        xp.copyto(out, next(views))
+        argmax.fill(0)
     better = xp.empty(out.shape, dtype=bool)
     for t, view in enumerate(views, start=1):
         xp.greater(view, out, out=better)  # strict: an equal later value does not take over
@@ -128,6 +156,14 @@ def maxpool2d_backward(dout: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
     xp = get_array_module(dout)
     g, argmax, dtype = cache
     dx, disjoint = _grad_buffer(g, dtype, xp)
+    parallel.map_slices(lambda s: _route(dout[s], argmax[s], g._replace(N=s.stop - s.start), dx[s], disjoint),
+                        batch_slices(dx))
+    return dx
+
+
+def _route(dout: np.ndarray, argmax: np.ndarray, g: PoolGeometry, dx: np.ndarray, disjoint: bool) -> None:
+    """Write ``dout`` into ``dx`` (zero, or empty when every pixel is written) at each window's first maximum."""
+    xp = get_array_module(dout)
     hit = xp.empty(argmax.shape, dtype=bool)
     for t, view in enumerate(_offsets(dx, g)):
         xp.equal(argmax, t, out=hit)
@@ -135,30 +171,34 @@ def maxpool2d_backward(dout: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
             xp.multiply(dout, hit, out=view)
         else:
             view += dout * hit
-    return dx
 
 
-def _maxpool2x2_forward(x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
+def _maxpool2x2_forward(x: np.ndarray, g: PoolGeometry, out: np.ndarray | None = None,
+                        argmax: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """2x2 windows, stride 2: the maximum and its window index from three pairwise maxima of the four corners.
 
     With corners ``a b`` over ``c d`` (indices 0 1 over 2 3): :math:`y = \\max(\\max(a, b), \\max(c, d))`.
     Column 1 wins a row only if strictly greater (``b > a``, ``d > c``) and row 1 wins only if its maximum is
     strictly greater, which is the first maximum in row-major window order, the general kernel's :math:`t^*`.
     Every pass runs over (N, C, Ho, Wo) arrays, a quarter of the input, and none of them over the input itself.
+    The results are written into ``out`` and ``argmax`` when given (one slice of the batch, :func:`batch_slices`).
     """
     xp = get_array_module(x)
     xc = x[:, :, :2 * g.Ho, :2 * g.Wo]  # (N, C, 2Ho, 2Wo), the rows and columns the windows cover
     a, b = xc[:, :, 0::2, 0::2], xc[:, :, 0::2, 1::2]  # (N, C, Ho, Wo) each: upper row of every window
     c, d = xc[:, :, 1::2, 0::2], xc[:, :, 1::2, 1::2]  # (N, C, Ho, Wo) each: lower row
     upper_right, lower_right = xp.greater(b, a), xp.greater(d, c)  # (N, C, Ho, Wo): column 1 strictly greater
-    out = xp.maximum(a, b)  # (N, C, Ho, Wo): the upper row's maximum (propagates NaN like PyTorch)
+    out = xp.maximum(a, b, out=out)  # (N, C, Ho, Wo): the upper row's maximum (propagates NaN like PyTorch)
     lower_max = xp.maximum(c, d)  # (N, C, Ho, Wo)
     lower = xp.greater(lower_max, out)  # (N, C, Ho, Wo): row 1 strictly greater
     xp.maximum(out, lower_max, out=out)
     # t* = 2 + lower_right where the lower row wins, else upper_right, in bit operations on uint8 (np.where is slower):
     # ur ^ (lower & (lr ^ ur)) picks lr or ur, and adding lower twice adds the 2
     ur, lr, lo = upper_right.view(np.uint8), lower_right.view(np.uint8), lower.view(np.uint8)
-    argmax = xp.bitwise_xor(lr, ur)
+    if argmax is None:
+        argmax = xp.bitwise_xor(lr, ur)
+    else:
+        xp.bitwise_xor(lr, ur, out=argmax)  # one slice of the batch, into its rows
     argmax &= lo
     argmax ^= ur
     argmax += lo

@@ -13,6 +13,10 @@ Rules:
 - The layers inside a fused step keep no cache (their ``cache`` is ``None``); the step holds it. Their
   parameters, gradients and buffers (batch norm's running statistics) are updated exactly as unfused.
 - ``Sequential(..., fuse=False)`` runs every layer on its own.
+
+Each step also says what it splits over the worker threads of :mod:`numpycnn.core.parallel` (:data:`SPLITS`) and,
+once it has run, how many slices and workers its last forward pass used; the plan's first lines name the
+number of workers.
 """
 
 from __future__ import annotations
@@ -22,9 +26,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from numpycnn.core import parallel
 from numpycnn.functional import fused
 from numpycnn.layers import BatchNorm1D, BatchNorm2D, MaxPool2D, ReLU
 from numpycnn.layers.base import Layer
+
+#: What each kind of step cuts into slices for the workers (by step name: a fused op or a layer class). The
+#: optimiser's update, not a step, splits long flat parameters (numpycnn.optim.optimizers.UPDATE_SLICE).
+SPLITS = {
+    "Conv2D": "batch slices (weight gradient summed in slice order)",
+    "batchnorm_relu": "channel slices",
+    "relu_maxpool2d": "batch slices",
+    "MaxPool2D": "batch slices",
+}
 
 
 class Step:
@@ -37,6 +51,8 @@ class Step:
         self.layers = tuple(layers)
         self.start = start
         self.cache: Any = None
+        #: ``(regions, slices, workers)`` of the last forward pass (:func:`numpycnn.core.parallel.take_usage`).
+        self.usage: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def stop(self) -> int:
@@ -70,6 +86,16 @@ class Step:
         """The layer's repr, or ``"op: Layer(...) + Layer(...)"`` for a fused step."""
         inner = " + ".join(repr(layer) for layer in self.layers)
         return f"{self.op}: {inner}" if self.op else inner
+
+    def parallelism(self) -> str:
+        """What the step splits over the workers and, once it has run, how its last forward pass was split."""
+        split = SPLITS.get(self.name)
+        if split is None:
+            return ""
+        regions, slices, workers = self.usage
+        if not regions:
+            return f"parallel: {split}"
+        return f"parallel: {split}; last forward {slices} slice(s) on {workers} worker(s)"
 
     def __repr__(self) -> str:
         return f"{self.span}: {self.describe()}"
@@ -170,8 +196,10 @@ class ExecutionPlan:
     def forward(self, x: np.ndarray, training: bool, keep_cache: bool = True) -> np.ndarray:
         """Run every step; with ``keep_cache=False`` (inference that nobody backpropagates through) each step's
         cache is dropped as soon as it has run, so only a step's input and output are alive at a time."""
+        parallel.take_usage()  # count this pass's regions only
         for step in self.steps:
             x = step.forward(x, training)
+            step.usage = parallel.take_usage()
             if step.op or not keep_cache:
                 for layer in step.layers:  # the step holds the cache; a layer's own backward must not run
                     layer.cache = None
@@ -183,4 +211,8 @@ class ExecutionPlan:
         fused_count = len(self.fused_steps)
         head = f"Execution plan: {len(self.steps)} steps for {sum(len(s.layers) for s in self.steps)} layers"
         head += f" ({fused_count} fused)" if fused_count else ""
-        return "\n".join([head, *(f"  {step!r}" for step in self.steps)])
+        lines = [head, f"  Parallel: {parallel.describe()}"]
+        for step in self.steps:
+            where = step.parallelism()
+            lines.append(f"  {step!r}" + (f"  [{where}]" if where else ""))
+        return "\n".join(lines)
