@@ -32,7 +32,7 @@ RTOL, ATOL = 1e-4, 1e-5
 MUST_IMPORT = {
     "test_Conv2d", "test_Conv2d_no_bias", "test_Conv2d_padding", "test_Conv2d_strided", "test_Conv2d_dilated",
     "test_Conv2d_groups", "test_Conv2d_groups_thnn", "test_Conv2d_depthwise", "test_Conv2d_depthwise_padded",
-    "test_Conv2d_depthwise_strided", "test_Conv2d_depthwise_with_multiplier", "test_AvgPool2d",
+    "test_Conv2d_depthwise_strided", "test_Conv2d_depthwise_with_multiplier", "test_MaxPool2d", "test_AvgPool2d",
     "test_AvgPool2d_stride", "test_BatchNorm2d_eval", "test_BatchNorm2d_momentum_eval", "test_Linear",
     "test_Linear_no_bias", "test_ReLU", "test_LeakyReLU", "test_LeakyReLU_with_negval", "test_Sigmoid",
     "test_Tanh", "test_Softmax", "test_softmax_lastdim", "test_operator_conv", "test_operator_flatten",

@@ -256,7 +256,8 @@ def test_a_dynamic_shape_the_model_cannot_hold_is_refused(good):
     ("Conv", "pads", [2, 2, 2, 1], r"`pads` must be \[ph, pw, ph, pw\]"),
     ("Conv", "auto_pad", "SAME_UPPER", r"`pads` must be absent with auto_pad SAME_UPPER"),
     ("Conv", "auto_pad", "SAME_MIDDLE", "`auto_pad` must be NOTSET, VALID, SAME_UPPER or SAME_LOWER"),
-    ("MaxPool", "pads", [1, 1, 1, 1], "pooling has no padding"),
+    ("MaxPool", "pads", [2, 2, 2, 2], r"`pads` must be at most half the kernel"),
+    ("MaxPool", "pads", [1, 1, 0, 0], r"`pads` must be \[ph, pw, ph, pw\]"),
     ("Gemm", "transA", 1, r"`transA` must be 0 \(the input is \(N, features\)\)"),
     ("Relu", "unknown", 1, "attribute 'unknown' is not supported"),
 ])

@@ -321,20 +321,20 @@ def describe_extras_problem(model: Sequential, class_names: Any, normalization: 
 
 def activation_sizes(model: Sequential, input_shape: Any) -> list[tuple[int, str, int]]:
     """``(index, layer name, bytes)`` of the largest array each layer makes for one sample of ``input_shape``:
-    its output, or for a convolution the im2col columns ``(C kh kw, OH OW)`` or the zero-padded input
-    ``(C, H + 2 ph, W + 2 pw)`` if they are larger. The output shapes are the layers' own (a convolution's
-    :math:`\\lfloor (H + 2p - d (k - 1) - 1) / s \\rfloor + 1`); the padded input counts because a large
-    stride or dilation can make it far larger than the output it gives."""
+    its output, or if larger a convolution's im2col columns ``(C kh kw, OH OW)`` or the padded input
+    ``(C, H + 2 ph, W + 2 pw)`` of a convolution or a pooling. The output shapes are the layers' own (a
+    convolution's :math:`\\lfloor (H + 2p - d (k - 1) - 1) / s \\rfloor + 1`); the padded input counts because a
+    large stride or dilation can make it far larger than the output it gives."""
     itemsize = model.dtype.itemsize
     shape, sizes = tuple(input_shape), [(-1, "input", math.prod(input_shape) * itemsize)]
     for index, (layer, out) in enumerate(zip(model.layers, model.output_shapes(shape), strict=True)):
         largest = math.prod(out)
         if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size") and len(out) == 3:
             largest = max(largest, layer.in_channels * math.prod(layer.kernel_size) * out[1] * out[2])
-            padding = getattr(layer, "padding", None)
-            if isinstance(padding, tuple) and len(padding) == 2 and len(shape) == 3:
-                (ph, pw), (c, h, w) = padding, shape
-                largest = max(largest, c * (h + 2 * ph) * (w + 2 * pw))
+        padding = getattr(layer, "padding", None)  # a convolution's or a pooling's padded input
+        if isinstance(padding, tuple) and len(padding) == 2 and len(shape) == 3:
+            (ph, pw), (c, h, w) = padding, shape
+            largest = max(largest, c * (h + 2 * ph) * (w + 2 * pw))
         sizes.append((index, layer.name, largest * itemsize))
         shape = tuple(out)
     return sizes

@@ -269,3 +269,99 @@ def global_avgpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
     dx = xp.empty((N, C, H, W), dtype=dtype)
     dx[...] = (dout * dtype.type(1.0 / (H * W)))[:, :, None, None]  # (N, C) -> (N, C, 1, 1), broadcast
     return dx
+
+
+# -- padding -------------------------------------------------------------------------------------------------
+class PaddedPoolCache(NamedTuple):
+    """What the padded poolings' backward needs: the unpadded pooling's cache, the padding, the divisor scale."""
+
+    inner: Any
+    padding: tuple[int, int]
+    scale: Any  # None, or (Ho, Wo): k_h k_w / (real pixels in each window), for averages without the padding
+
+
+def _pad(x: np.ndarray, padding: tuple[int, int], value: float) -> np.ndarray:
+    """``x`` (N, C, H, W) with ``padding`` (ph, pw) rows and columns of ``value`` on each side."""
+    ph, pw = padding
+    xp = get_array_module(x)
+    return xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _crop(dx: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
+    """The gradient of the unpadded input: the padded input's gradient without its border."""
+    ph, pw = padding
+    H, W = dx.shape[2] - 2 * ph, dx.shape[3] - 2 * pw
+    return get_array_module(dx).ascontiguousarray(dx[:, :, ph:ph + H, pw:pw + W])
+
+
+def maxpool2d_padded_forward(x: np.ndarray, kernel_size: int | tuple[int, int], stride: Any,
+                             padding: tuple[int, int]) -> tuple[np.ndarray, PaddedPoolCache]:
+    """Max pooling with ``padding`` (ph, pw) on each side, as ``torch.nn.MaxPool2d(..., padding=p)``.
+
+    Notes
+    -----
+    The border is :math:`-\\infty`, so a padded position is never a window's maximum (PyTorch requires
+    :math:`p \\le k / 2`, so every window holds a real pixel) and gets no gradient:
+
+    .. math::
+        y = \\operatorname{maxpool}(x^{pad}), \\quad x^{pad} = x \\text{ with } p \\text{ rows and columns of }
+        -\\infty \\text{ around it}, \\qquad \\frac{\\partial L}{\\partial x} = \\operatorname{crop}_p
+        \\Big(\\frac{\\partial L}{\\partial x^{pad}}\\Big)
+
+    Shape
+    -----
+    ``x`` (N, C, H, W) -> (N, C, Ho, Wo), :math:`H_o = \\lfloor (H + 2 p_h - k_h) / s_h \\rfloor + 1`.
+    """
+    y, inner = maxpool2d_forward(_pad(x, padding, -np.inf), kernel_size, stride)
+    return y, PaddedPoolCache(inner, padding, None)
+
+
+def maxpool2d_padded_backward(dout: np.ndarray, cache: PaddedPoolCache) -> np.ndarray:
+    """Gradient of :func:`maxpool2d_padded_forward`, shape of ``x``."""
+    return _crop(maxpool2d_backward(dout, cache.inner), cache.padding)
+
+
+def window_counts(size: tuple[int, int], kernel_size: tuple[int, int], stride: tuple[int, int],
+                  padding: tuple[int, int]) -> np.ndarray:
+    """(Ho, Wo): how many real (not padding) pixels each window of a padded (H, W) input covers."""
+    (H, W), (kh, kw), (sh, sw), (ph, pw) = size, kernel_size, stride, padding
+    rows = [min(h * sh + kh, H + ph) - max(h * sh, ph) for h in range((H + 2 * ph - kh) // sh + 1)]
+    cols = [min(v * sw + kw, W + pw) - max(v * sw, pw) for v in range((W + 2 * pw - kw) // sw + 1)]
+    return np.outer(rows, cols)
+
+
+def avgpool2d_padded_forward(x: np.ndarray, kernel_size: tuple[int, int], stride: tuple[int, int],
+                             padding: tuple[int, int], count_include_pad: bool = True
+                             ) -> tuple[np.ndarray, PaddedPoolCache]:
+    """Average pooling with ``padding`` (ph, pw) of zeros, as ``torch.nn.AvgPool2d(..., padding=p)``.
+
+    Notes
+    -----
+    With ``count_include_pad`` (PyTorch's default) every window divides by :math:`k_h k_w`, padding included;
+    without it (ONNX's default) by the number :math:`m_{hw}` of real pixels it covers:
+
+    .. math::
+        y_{n,c,h,w} = \\frac{1}{m_{hw}} \\sum_{i,j} x^{pad}_{n,c,\\,s_h h + i,\\, s_w w + j}, \\qquad
+        \\frac{\\partial L}{\\partial x^{pad}_{n,c,s_h h + i, s_w w + j}} \\mathrel{+}= \\frac{dy_{n,c,h,w}}{m_{hw}}
+
+    computed as the unpadded average (divisor :math:`k_h k_w`) scaled by :math:`k_h k_w / m_{hw}`
+    (:func:`window_counts`), forward and backward.
+
+    Shape
+    -----
+    ``x`` (N, C, H, W) -> (N, C, Ho, Wo), :math:`H_o = \\lfloor (H + 2 p_h - k_h) / s_h \\rfloor + 1`.
+    """
+    y, inner = avgpool2d_forward(_pad(x, padding, 0.0), kernel_size, stride)
+    scale = None
+    if not count_include_pad:
+        counts = window_counts(x.shape[2:], kernel_size, stride, padding)
+        scale = get_array_module(x).asarray((kernel_size[0] * kernel_size[1]) / counts, dtype=x.dtype)
+        y *= scale
+    return y, PaddedPoolCache(inner, padding, scale)
+
+
+def avgpool2d_padded_backward(dout: np.ndarray, cache: PaddedPoolCache) -> np.ndarray:
+    """Gradient of :func:`avgpool2d_padded_forward`, shape of ``x``."""
+    if cache.scale is not None:
+        dout = dout * cache.scale
+    return _crop(avgpool2d_backward(dout, cache.inner), cache.padding)

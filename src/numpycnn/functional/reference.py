@@ -86,67 +86,94 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int | 
     return dxp[:, :, ph:ph + H, pw:pw + W], dw, db
 
 
-def _pool_sizes(x: np.ndarray, kernel_size: int | tuple[int, int],
-                stride: int | tuple[int, int] | None) -> tuple[int, int, int, int, int, int]:
+def _pool_sizes(x: np.ndarray, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None,
+                padding: int | tuple[int, int] = 0) -> tuple[int, int, int, int, int, int, int, int]:
     kh, kw = int_pair("reference", "kernel_size", kernel_size)
     sh, sw = (kh, kw) if stride is None else int_pair("reference", "stride", stride)
+    ph, pw = int_pair("reference", "padding", padding, minimum=0)
     H, W = x.shape[2:]
-    return kh, kw, sh, sw, (H - kh) // sh + 1, (W - kw) // sw + 1
+    return kh, kw, sh, sw, ph, pw, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+
+
+def _pool_pad(x: np.ndarray, ph: int, pw: int, value: float) -> np.ndarray:
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
 def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
-                      stride: int | tuple[int, int] | None = None) -> np.ndarray:
-    """:math:`y_{n,c,h,w} = \\max_{i,j} x_{n,c,s_h h + i, s_w w + j}`, by loops."""
-    kh, kw, sh, sw, Ho, Wo = _pool_sizes(x, kernel_size, stride)
+                      stride: int | tuple[int, int] | None = None, padding: int | tuple[int, int] = 0) -> np.ndarray:
+    """:math:`y_{n,c,h,w} = \\max_{i,j} x^{pad}_{n,c,s_h h + i, s_w w + j}`, by loops; the padding is
+    :math:`-\\infty`."""
+    kh, kw, sh, sw, ph, pw, Ho, Wo = _pool_sizes(x, kernel_size, stride, padding)
+    xp = _pool_pad(x, ph, pw, -np.inf)
     N, C = x.shape[:2]
     y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
             for h in range(Ho):
                 for v in range(Wo):
-                    y[n, c, h, v] = np.max(x[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw])
+                    y[n, c, h, v] = np.max(xp[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw])
     return y
 
 
 def maxpool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
-                       stride: int | tuple[int, int] | None = None) -> np.ndarray:
+                       stride: int | tuple[int, int] | None = None, padding: int | tuple[int, int] = 0
+                       ) -> np.ndarray:
     """Gradient of :func:`maxpool2d_forward`: each ``dy`` goes to its window's first (row-major) maximum."""
-    kh, kw, sh, sw, Ho, Wo = _pool_sizes(x, kernel_size, stride)
+    kh, kw, sh, sw, ph, pw, Ho, Wo = _pool_sizes(x, kernel_size, stride, padding)
+    xp = _pool_pad(x, ph, pw, -np.inf)
     N, C = x.shape[:2]
-    dx = np.zeros_like(x)
+    dxp = np.zeros_like(xp)
     for n in range(N):
         for c in range(C):
             for h in range(Ho):
                 for v in range(Wo):
-                    window = x[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw]
+                    window = xp[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw]
                     i, j = divmod(int(np.argmax(window)), kw)  # np.argmax returns the first maximum
-                    dx[n, c, h * sh + i, v * sw + j] += dy[n, c, h, v]
-    return dx
+                    dxp[n, c, h * sh + i, v * sw + j] += dy[n, c, h, v]
+    H, W = x.shape[2:]
+    return dxp[:, :, ph:ph + H, pw:pw + W]
 
 
 def avgpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
-                      stride: int | tuple[int, int] | None = None) -> np.ndarray:
-    """:math:`y_{n,c,h,w} = \\frac{1}{k_h k_w}\\sum_{i,j} x_{n,c,s_h h + i, s_w w + j}`, by loops."""
-    kh, kw, sh, sw, Ho, Wo = _pool_sizes(x, kernel_size, stride)
+                      stride: int | tuple[int, int] | None = None, padding: int | tuple[int, int] = 0,
+                      count_include_pad: bool = True) -> np.ndarray:
+    """:math:`y_{n,c,h,w} = \\frac{1}{m}\\sum_{i,j} x^{pad}_{n,c,s_h h + i, s_w w + j}`, by loops; the padding is 0
+    and :math:`m` is :math:`k_h k_w`, or the window's real pixels without ``count_include_pad``."""
+    kh, kw, sh, sw, ph, pw, Ho, Wo = _pool_sizes(x, kernel_size, stride, padding)
+    xp = _pool_pad(x, ph, pw, 0.0)
     N, C = x.shape[:2]
+    H, W = x.shape[2:]
     y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
             for h in range(Ho):
                 for v in range(Wo):
-                    y[n, c, h, v] = np.mean(x[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw])
+                    window = xp[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw]
+                    y[n, c, h, v] = window.sum() / _divisor(h * sh, v * sw, kh, kw, ph, pw, H, W, count_include_pad)
     return y
 
 
+def _divisor(top: int, left: int, kh: int, kw: int, ph: int, pw: int, H: int, W: int, include: bool) -> int:
+    """The number an average window divides by: all its pixels, or only the real (unpadded) ones."""
+    if include:
+        return kh * kw
+    rows = min(top + kh, ph + H) - max(top, ph)
+    cols = min(left + kw, pw + W) - max(left, pw)
+    return rows * cols
+
+
 def avgpool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
-                       stride: int | tuple[int, int] | None = None) -> np.ndarray:
-    """Gradient of :func:`avgpool2d_forward`: each ``dy / (kh kw)`` spread evenly over its window."""
-    kh, kw, sh, sw, Ho, Wo = _pool_sizes(x, kernel_size, stride)
+                       stride: int | tuple[int, int] | None = None, padding: int | tuple[int, int] = 0,
+                       count_include_pad: bool = True) -> np.ndarray:
+    """Gradient of :func:`avgpool2d_forward`: each ``dy / m`` spread evenly over its window."""
+    kh, kw, sh, sw, ph, pw, Ho, Wo = _pool_sizes(x, kernel_size, stride, padding)
     N, C = x.shape[:2]
-    dx = np.zeros_like(x)
+    H, W = x.shape[2:]
+    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
             for h in range(Ho):
                 for v in range(Wo):
-                    dx[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw] += dy[n, c, h, v] / (kh * kw)
-    return dx
+                    m = _divisor(h * sh, v * sw, kh, kw, ph, pw, H, W, count_include_pad)
+                    dxp[n, c, h * sh:h * sh + kh, v * sw:v * sw + kw] += dy[n, c, h, v] / m
+    return dxp[:, :, ph:ph + H, pw:pw + W]

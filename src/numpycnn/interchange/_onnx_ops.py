@@ -122,11 +122,18 @@ def _pool(kind: type) -> Callable[[Any, Context, tuple[int, ...], Any], Converte
         kernel = a["kernel_shape"]
         ctx.expect(node, "kernel_shape", kernel is not None and len(kernel) == 2, "2 sizes", kernel)
         stride, pads = _window(ctx, node, a, kernel, shape, [1, 1])
-        ctx.expect(node, "pads", not any(pads), "zeros (numpycnn's pooling has no padding)", a["pads"])
-        exact = all((n - k) % s == 0 for n, k, s in zip(shape[1:], kernel, stride, strict=True))
+        padding = _symmetric(ctx, node, pads, a)  # MaxPool's padding never wins a window, as MaxPool2D's -inf
+        ctx.expect(node, "pads", all(2 * p <= k for p, k in zip(padding, kernel, strict=True)),
+                   "at most half the kernel on each side (every window must hold a real pixel)", a["pads"])
+        exact = all((n + 2 * p - k) % s == 0 for n, p, k, s in zip(shape[1:], padding, kernel, stride, strict=True))
         ctx.expect(node, "ceil_mode", a["ceil_mode"] == 0 or exact,
                    "0 (floor), or 1 where the windows tile the input exactly", a["ceil_mode"])
-        return [(ctx.build(node, lambda: kind(tuple(kernel), stride)), {})]
+        if kind is MaxPool2D:
+            return [(ctx.build(node, lambda: MaxPool2D(tuple(kernel), stride, padding)), {})]
+        # ONNX's default 0 divides by the real pixels only; without padding both divide by k_h k_w, so the layer
+        # keeps its own default (True) and an exported model comes back with the configuration it had
+        include = bool(a["count_include_pad"]) or padding == (0, 0)
+        return [(ctx.build(node, lambda: AvgPool2D(tuple(kernel), stride, padding, include)), {})]
     return convert
 
 

@@ -7,8 +7,8 @@ own tensors (``"0.weight"``, ``"1.running_mean"``):
 layer              ONNX nodes (opset 17)
 =================  ===================================================================================
 Conv2D             ``Conv`` (``pads`` :math:`[p_h, p_w, p_h, p_w]`, ``strides``, ``dilations``, ``group``)
-MaxPool2D          ``MaxPool`` (no padding, floor mode)
-AvgPool2D          ``AveragePool`` (no padding, floor mode)
+MaxPool2D          ``MaxPool`` (its padding as ``pads``, floor mode)
+AvgPool2D          ``AveragePool`` (``pads`` and ``count_include_pad``, floor mode)
 GlobalAvgPool2D    ``GlobalAveragePool`` then ``Flatten`` (ONNX keeps the 1x1 spatial axes)
 Flatten            ``Flatten`` (``axis=1``)
 Dense              ``Gemm`` (``transB=1``: :math:`y = x W^T + b` with ``W`` of shape (out, in))
@@ -88,8 +88,10 @@ def _conv(b: _Builder, i: int, layer: Any, x: str) -> str:
 
 def _pool(op: str) -> Callable[[_Builder, int, Any, str], str]:
     def emit(b: _Builder, i: int, layer: Any, x: str) -> str:
+        ph, pw = layer.padding
+        extra = {"count_include_pad": int(layer.count_include_pad)} if op == "AveragePool" and (ph or pw) else {}
         return b.node(op, [x], f"{i}.{op}", kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
-                      pads=[0, 0, 0, 0], ceil_mode=0)
+                      pads=[ph, pw, ph, pw], ceil_mode=0, **extra)
     return emit
 
 

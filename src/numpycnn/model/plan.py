@@ -156,6 +156,12 @@ class ReLUMaxPool2D(Step):
     op = "relu_maxpool2d"
     pattern: ClassVar[tuple[tuple[type[Layer], ...], ...]] = ((ReLU,), (MaxPool2D,))
 
+    @staticmethod
+    def accepts(layers: Sequence[Layer]) -> bool:
+        """Only an unpadded pooling fuses: the fused kernel pools the ReLU's output as it is (with padding the
+        layers run one by one, the pooling's :math:`-\\infty` border included)."""
+        return not layers[1].padded
+
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         pool = self.layers[1]
         y, self.cache = fused.relu_maxpool2d_forward(pool.check_input(x), pool.kernel_size, pool.stride)
@@ -171,7 +177,8 @@ FUSIONS: tuple[type[BatchNormReLU | ReLUMaxPool2D], ...] = (BatchNormReLU, ReLUM
 
 def _matches(fusion: type[BatchNormReLU | ReLUMaxPool2D], layers: Sequence[Layer]) -> bool:
     return len(layers) == len(fusion.pattern) and all(
-        type(layer) in allowed for layer, allowed in zip(layers, fusion.pattern, strict=True))
+        type(layer) in allowed for layer, allowed in zip(layers, fusion.pattern, strict=True)) and (
+        getattr(fusion, "accepts", lambda _: True)(layers))
 
 
 class ExecutionPlan:
