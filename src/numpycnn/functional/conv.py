@@ -1,12 +1,15 @@
 """2-D convolution (cross-correlation, as in PyTorch): the entry point, its rules, and where each part lives.
 
-The definition is the six-fold loop of :func:`numpycnn.functional.reference.conv2d_forward`; the equations of the
+The definition is the loops of :func:`numpycnn.functional.reference.conv2d_forward`; the equations of the
 forward pass and both gradients are in ``docs/math.md`` and in the docstrings of :func:`conv2d_forward`,
 :func:`conv2d_backward` (tuned path) and :func:`conv2d_forward_general`, :func:`conv2d_backward_general` (any
-dilation and groups). The code is three modules, read in this order, each importing only the ones before it:
+dilation and groups). **Read** :mod:`numpycnn.functional.conv_plain` **first**: the same sums as plain im2col, one
+product and col2im for the whole batch, in some thirty lines (it is for reading; nothing runs it but the tests,
+which hold it equal to the loops and to this module). The code that runs is three modules, read in this order,
+each importing only the ones before it:
 
-1. :mod:`numpycnn.functional.conv_im2col`, **the readable middle step**: chunks of images, im2col, one matrix
-   product batched over the groups, col2im. Every dilated or grouped convolution runs it.
+1. :mod:`numpycnn.functional.conv_im2col`, the general path: chunks of images, im2col, one matrix product
+   batched over the groups, col2im. Every dilated or grouped convolution runs it.
 2. :mod:`numpycnn.functional.conv_tuned`, **the tuned kernels** for ``dilation=1, groups=1`` (every layer of the
    shipped networks): the same steps in a batch-major or channel-major layout and, for stride 1, on a widened
    grid whose windows are contiguous runs.

@@ -1,7 +1,7 @@
-"""The convolution as im2col, one matrix product and col2im: the readable middle step between the loops and the
-tuned kernels.
+"""The convolution as im2col, one matrix product and col2im, chunk by chunk, for any dilation and groups: the
+general path (:mod:`numpycnn.functional.conv_plain` is the same idea in its plainest form, for reading).
 
-The definition is the six-fold loop of :func:`numpycnn.functional.reference.conv2d_forward`, and the equations,
+The definition is the loops of :func:`numpycnn.functional.reference.conv2d_forward`, and the equations,
 forward and backward, are in ``docs/math.md`` ("Convolution") and in the docstrings of
 :func:`numpycnn.functional.conv.conv2d_forward_general` and
 :func:`~numpycnn.functional.conv.conv2d_backward_general`. This module computes the same sums with matrices,
