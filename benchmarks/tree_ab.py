@@ -1,0 +1,47 @@
+"""One round of an A/B comparison of two source trees: the original network's training and inference and
+``deep_cnn``'s training, in images per second, printed as one JSON line.
+
+Run it alternately with each tree's ``src`` first on the path, several rounds, each in a fresh process; for example,
+to compare the commit before a change (checked out in ``/tmp/before``) with the working tree::
+
+    for r in 1 2 3 4 5; do
+      for tree in /tmp/before .; do echo "$tree $(PYTHONPATH=$tree/src python -m benchmarks.tree_ab)"; done
+    done
+
+docs/speed.md's comparison of the engine before and after the worker threads was made this way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from numpycnn.datasets import load
+from numpycnn.model.zoo import deep_cnn, seed_cnn
+from numpycnn.optim import SGD, Adam
+
+
+def timed(run: object) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    """Print ``{"seed_train_img_s", "seed_infer_img_s", "deep_train_img_s"}`` for the numpycnn on the path."""
+    x, y = load("mnist")
+    results = {}
+    model = seed_cnn(seed=0)
+    model.fit(x[:2000], y[:2000], epochs=1, batch_size=64, optimizer=SGD(lr=0.1), verbose=0)  # warm-up
+    results["seed_train_img_s"] = 20000 / timed(
+        lambda: model.fit(x[:20000], y[:20000], epochs=1, batch_size=64, optimizer=SGD(lr=0.1), verbose=0))
+    results["seed_infer_img_s"] = 10000 / timed(lambda: model.predict(x[:10000], batch_size=1000))
+    deep = deep_cnn(seed=0)
+    deep.fit(x[:256], y[:256], epochs=1, batch_size=128, optimizer=Adam(), verbose=0)  # warm-up
+    results["deep_train_img_s"] = 2560 / timed(
+        lambda: deep.fit(x[:2560], y[:2560], epochs=1, batch_size=128, optimizer=Adam(), verbose=0))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
