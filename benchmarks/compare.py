@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import cpu_name
 from numpycnn import datasets, models, reference
 from numpycnn.core import backend, parallel
 from numpycnn.errors import DeviceError
@@ -363,17 +364,6 @@ def _seconds(function: Callable[[], None]) -> Callable[[], float]:
         function()
         return time.perf_counter() - start
     return run
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``) and whether it has AVX-512, else what ``platform`` says."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.machine())
-    return f"{name} ({'with' if ' avx512f' in info else 'without'} AVX-512)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.compare import cpu_name
+from benchmarks.machine import cpu_name
 
 CLASSES, PER_CLASS = 5, 300
 
