@@ -39,25 +39,10 @@ class Conv2D(Layer):
 
     Notes
     -----
-    .. math::
-        y_{n,f,h,w} = b_f + \\sum_{c,i,j} w_{f,c,i,j}\\, x_{n,c,\\,s_h h + i - p_h,\\, s_w w + j - p_w}
-
-    computed by im2col and one matrix product, :math:`Y = W_{mat} X_{col}`; backward computes
-
-    .. math::
-        \\frac{\\partial L}{\\partial w} = dY X_{col}^T, \\quad
-        \\frac{\\partial L}{\\partial b_f} = \\sum_{n,h,w} dy_{n,f,h,w}, \\quad
-        \\frac{\\partial L}{\\partial x} = \\mathrm{col2im}(W_{mat}^T dY)
-
-    (see :func:`numpycnn.functional.conv.conv2d_forward`). With dilation :math:`(d_h, d_w)` and :math:`G`
-    groups of :math:`C_g = C_{in}/G` input channels, filter :math:`f` of group
-    :math:`\\gamma(f) = \\lfloor f G / C_{out} \\rfloor` computes
-
-    .. math::
-        y_{n,f,h,w} = b_f + \\sum_{c=0}^{C_g-1} \\sum_{i,j} w_{f,c,i,j}\\,
-            x_{n,\\,\\gamma(f) C_g + c,\\; s_h h + d_h i - p_h,\\; s_w w + d_w j - p_w}
-
-    the same products split by group (:func:`numpycnn.functional.conv.conv2d_forward_general`).
+    Equations, forward and backward: :func:`~numpycnn.functional.conv.conv2d_forward` and
+    :func:`~numpycnn.functional.conv.conv2d_backward`, and with dilation or groups
+    :func:`~numpycnn.functional.conv.conv2d_forward_general` (written once, there and in docs/math.md;
+    :mod:`numpycnn.functional.conv_plain` is the plainest code of them).
 
     Parameters
     ----------
