@@ -274,17 +274,22 @@ class TrainingJob:
         return {**answer, "limits": LIMITS, "defaults": asdict(Settings())}
 
     def start(self, settings: Settings) -> dict[str, Any]:
-        """Start a training of ``settings`` on a new thread; :class:`Busy` while another one runs."""
+        """Start a training of ``settings`` on a new thread; :class:`Busy` while another one runs.
+
+        Returns the new training's status as it starts (``"running": true``), taken before its thread runs: a
+        training that fails at once (no data) says so in the next status, never in this answer.
+        """
         with self.lock:
             if self.run is not None and self.run.state in RUNNING:
                 raise Busy(f"Training {self.run.id} is running (step {self.run.step} of {self.run.settings.steps}); "
                            "one runs at a time: wait for it to end, or cancel it.")
             self.runs += 1
             self.run = run = Run(self.runs, settings)
+            answer = run.answer()
             self.thread = threading.Thread(target=self._train, args=(run,), name=f"numpycnn-train-{run.id}",
                                            daemon=True)
             self.thread.start()
-        return self.status()
+        return {**answer, "limits": LIMITS, "defaults": asdict(Settings())}
 
     def cancel(self, run_id: int | None = None) -> dict[str, Any]:
         """Ask the running training (``run_id``'s, when given) to stop at its next step; :class:`NotRunning`
