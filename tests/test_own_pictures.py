@@ -54,6 +54,22 @@ def test_a_folder_of_colour_pictures_keeps_its_size_and_three_channels(tmp_path)
     assert data.preparation == Preparation(3, (16, 20), "stretch", "folder", 0.2, 0)
 
 
+@pytest.mark.parametrize("headers", [True, False], ids=["sizes-read", "sizes-from-files"])
+def test_decoding_on_threads_or_in_one_thread_gives_the_same_pictures(tmp_path, monkeypatch, headers):
+    """The rule THREADED_PIXELS (THREADED_BYTES when the headers were not read) only chooses the speed."""
+    root = make_folder(tmp_path / "pets", n=12, sizes=((20, 16), (33, 25), (9, 40)))
+    options = {} if headers else {"image_size": 24, "channels": 3}
+    results = []
+    for pixels, size in ((0, 0), (10**9, 10**12)):  # every picture threaded, then none
+        monkeypatch.setattr(folder, "THREADED_PIXELS", pixels)
+        monkeypatch.setattr(folder, "THREADED_BYTES", size)
+        results.append(datasets.load_folder(root, cache=False, **options))
+    threaded, serial = results
+    np.testing.assert_array_equal(threaded.x_train, serial.x_train)
+    np.testing.assert_array_equal(threaded.x_test, serial.x_test)
+    assert folder._small([]) is True
+
+
 def test_grey_pictures_default_to_one_channel_and_channels_can_be_forced(tmp_path):
     root = make_folder(tmp_path / "grey", colour=False)
     assert datasets.load_folder(root).x_train.shape[1] == 1

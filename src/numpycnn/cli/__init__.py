@@ -36,7 +36,8 @@ import numpy as np
 
 from numpycnn.cli.common import load_model_file as _load_model
 from numpycnn.cli.common import report_error
-from numpycnn.cli.train import (  # noqa: F401  (re-exported)
+from numpycnn.cli.train import run_train
+from numpycnn.cli.train_settings import (  # noqa: F401  (re-exported)
     DATASETS,
     DEVICES,
     MODELS,
@@ -44,7 +45,6 @@ from numpycnn.cli.train import (  # noqa: F401  (re-exported)
     OPTIMIZERS,
     SCHEDULES,
     TRAIN_DEFAULTS,
-    run_train,
 )
 from numpycnn.errors import DataError, DeviceError, ModelFileError, TrainingError
 

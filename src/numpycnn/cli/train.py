@@ -4,7 +4,7 @@ The rules for run folders (a finished or interrupted run is never replaced witho
 per folder, a checkpoint is only resumed by its own run) are in :mod:`numpycnn.cli.runs`; this module applies them
 in order, so that a refused command writes nothing:
 
-1. every option is checked (:func:`check_config`), before any file is touched;
+1. every option is checked (:func:`numpycnn.cli.train_settings.check_config`), before any file is touched;
 2. the folder is locked, then checked: a new run needs a folder without a run (or ``--overwrite``), a resumed
    one needs its ``config.json`` and a checkpoint that carries the same settings;
 3. the data is loaded and the model built;
@@ -30,18 +30,11 @@ import numpy as np
 
 from numpycnn.cli import runs, train_distributed
 from numpycnn.cli.runs import Terminated, terminate_as_interrupt
-from numpycnn.cli.train_settings import (  # noqa: F401  (the settings' names, importable from here too)
-    DATASETS,
-    DEVICES,
-    MODELS,
-    NORMALIZATIONS,
-    OPTIMIZERS,
-    SCHEDULES,
+from numpycnn.cli.train_settings import (
     TRAIN_DEFAULTS,
     _identity,
     _options,
     _own_dataset,
-    check_config,
     resume_config,
     train_config,
 )
