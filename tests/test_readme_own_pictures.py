@@ -116,6 +116,13 @@ def check_server(model_path: Path, picture: Path, names: list[str]) -> None:
         assert status == 200, answer
         assert answer["class_names"] == names and answer["label"] in names
         assert len(answer["probabilities"]) == 3
+        # the page's learning routes prepare the picture as the model's file says, like /api/predict
+        status, grads = request(server, "POST", "/api/gradients", {"image": url, "model": "file", "target": 1})
+        assert status == 200, grads
+        assert grads["input"] == answer["input"] and grads["target"] == 1
+        status, step = request(server, "POST", "/api/sgd-step", {"image": url, "model": "file", "target": 1,
+                                                                 "lr": 0.01})
+        assert status == 200, step
     finally:
         server.shutdown()
         server.server_close()

@@ -76,6 +76,9 @@ class Sequential:
         #: The input normalisation the model was trained with, ``{"mean": [...], "std": [...]}`` per channel of
         #: images scaled to [0, 1], saved in model files so ``predict`` on raw images preprocesses alike.
         self.normalization: dict[str, list[float]] | None = None
+        #: How pictures are prepared for this model (a :class:`numpycnn.datasets.preparation.Preparation`), saved in
+        #: model files for models trained on your own pictures; ``None``: guessed from the input shape.
+        self.preparation: Any = None
         self._device = "cpu"  # where lazy layers will be: the device of the last ``to``
         if self.input_shape is not None:
             self.output_shapes(self.input_shape, build=True)  # infer lazy sizes; fail early if inconsistent

@@ -81,12 +81,14 @@ def check_index(payload: dict[str, Any], key: str) -> int:
 
 
 def working_copy(model: Any) -> Sequential:
-    """A model of its own with ``model``'s architecture, parameters, buffers, dtype, device, classes and
-    normalisation: what a request may run forward, backward and step without touching ``model``."""
+    """A model of its own with ``model``'s architecture, parameters, buffers, dtype, device, classes,
+    normalisation and picture preparation: what a request may run forward, backward and step without touching
+    ``model``."""
     copy = Sequential.from_config(model.get_config())
     copy.astype(model.dtype)
     copy.load_state_dict({name: backend.to_host(value) for name, value in model.state_dict().items()})
     copy.class_names, copy.normalization = model.class_names, model.normalization
+    copy.preparation = model.preparation
     return copy.to(model.device)
 
 

@@ -1048,6 +1048,14 @@
     $("undo").hidden = photos;
     $("draw-title").textContent = photos ? "Your picture" : "Draw";
     state.prompt = photos ? `Choose a picture to classify: this model knows ${description.class_names.join(", ")}.` : null;
+    if (!state.mnistNote) state.mnistNote = $("input-note").innerHTML; // the page's own text, kept for digit models
+    if (photos) {
+      const [c, h, w] = description.input_shape;
+      $("input-note").textContent = `Your picture as this model was trained to see it: ${c === 3 ? "colour" : "grey"}, ` +
+        `resized to ${w}x${h}, the preparation kept in its model file (numpycnn predict does the same).`;
+    } else {
+      $("input-note").innerHTML = state.mnistNote;
+    }
     const acc = description.accuracy ? `, ${(100 * description.accuracy).toFixed(2)}% on MNIST's test set` : "";
     $("model-info").textContent = `${description.parameters.toLocaleString("en")} parameters${acc}`;
     showFilters(description.filters);
