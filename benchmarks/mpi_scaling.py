@@ -36,9 +36,14 @@ import time
 from datetime import date
 from pathlib import Path
 
+from benchmarks.machine import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 #: (model name in numpycnn.models, global batch, steps timed)
 CASES = (("seed", 64, 150), ("deep", 128, 12))
+#: (processes, threads per process) measured: None processes is one plain process without MPI, None threads the
+#: launcher's rule (the cores divided among the processes); one process with one thread shows what threads give.
+CONFIGURATIONS = ((None, None), (None, 1), (1, None), (2, None), (4, None))
 NETWORKS = (("1 Gbit/s", 125e6), ("10 Gbit/s", 1.25e9))
 LATENCY = 50e-6  # seconds per message on a commodity Ethernet network
 
@@ -96,10 +101,13 @@ def mpiexec() -> str:
     return found
 
 
-def measure(model_name: str, batch: int, steps: int, processes: int | None) -> dict:
-    """One configuration in fresh processes; ``processes=None`` runs one plain process without MPI."""
+def measure(model_name: str, batch: int, steps: int, processes: int | None, threads: int | None = None) -> dict:
+    """One configuration in fresh processes; ``processes=None`` runs one plain process without MPI; ``threads``
+    sets the BLAS threads and numpycnn workers of each process (default: the launcher's rule, cores // processes)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                             "MKL_NUM_THREADS", "NUMPYCNN_THREADS")}
+    if threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = env["NUMPYCNN_THREADS"] = str(threads)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
     command = [sys.executable, "-m", "benchmarks.mpi_scaling", "--worker", model_name, str(batch), str(steps)]
     if processes is not None:
@@ -117,7 +125,8 @@ def ring_model(step_seconds: float, parameters: int, batch: int, machines: int, 
 
 
 def table(rows: list[dict], steps_scale: float, load: tuple[float, float], rounds: int) -> str:
-    lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores; Python {platform.python_version()}; "
+    lines = [f"Machine: {cpu_name()}, {platform.machine()}, {os.cpu_count()} cores; "
+             f"Python {platform.python_version()}; "
              f"{date.today().isoformat()}; `python -m benchmarks.mpi_scaling`"
              f"{'' if steps_scale == 1 else f' --steps {steps_scale:g}'}; 1-minute load average "
              f"{load[0]:.1f} before, {load[1]:.1f} after; the fastest of {rounds} alternating runs of each row.", "",
@@ -128,7 +137,7 @@ def table(rows: list[dict], steps_scale: float, load: tuple[float, float], round
     for r in rows:
         base.setdefault(r["model"], r["images_per_second"])
         k = "1, no MPI" if r["mpi"] is None else str(r["mpi"])
-        threads = max(1, (os.cpu_count() or 1) // (r["mpi"] or 1))
+        threads = r.get("threads") or max(1, (os.cpu_count() or 1) // (r["mpi"] or 1))
         lines.append(f"| {r['model']} ({r['batch']}) | {k} | {threads} | {r['images_per_second']:,.0f} | "
                      f"{r['images_per_second'] / base[r['model']]:.2f}x | {r['step_ms']:.2f} | "
                      f"{r['allreduce_ms']:.3f} | {r['allreduce_alone_ms']:.3f} | {r['bytes']:,} |")
@@ -137,7 +146,7 @@ def table(rows: list[dict], steps_scale: float, load: tuple[float, float], round
               "| model | parameters (x 4 bytes) | network | K=1 | K=2 | K=4 | K=8 | K=16 |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        if r["mpi"] is not None:
+        if r["mpi"] is not None or r.get("threads"):
             continue
         for name, bandwidth in NETWORKS:
             speeds = [ring_model(r["step_ms"] / 1e3, r["parameters"], r["batch"], k, bandwidth)
@@ -165,13 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     for _ in range(max(1, args.rounds)):  # alternate, so that every configuration sees the machine's moods
         for model_name, batch, steps in CASES:
-            for processes in (None, 1, 2, 4):
-                result = measure(model_name, batch, max(4, round(steps * args.steps)), processes)
-                print(f"{model_name} batch {batch}, {processes or 'no MPI'}: "
+            for processes, threads in CONFIGURATIONS:
+                result = measure(model_name, batch, max(4, round(steps * args.steps)), processes, threads)
+                print(f"{model_name} batch {batch}, {processes or 'no MPI'} x {threads or 'default'} threads: "
                       f"{result['images_per_second']:,.0f} img/s", file=sys.stderr, flush=True)
-                key = (model_name, batch, processes)
+                key = (model_name, batch, processes, threads)
                 if key not in best or result["images_per_second"] > best[key]["images_per_second"]:
-                    best[key] = {"model": model_name, "batch": batch, "mpi": processes, **result}
+                    best[key] = {"model": model_name, "batch": batch, "mpi": processes, "threads": threads, **result}
     text = table(list(best.values()), args.steps, (load, os.getloadavg()[0]), args.rounds)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)

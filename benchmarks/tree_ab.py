@@ -17,8 +17,12 @@ import json
 import time
 
 from numpycnn.datasets import load
-from numpycnn.model.zoo import deep_cnn, seed_cnn
 from numpycnn.optim import SGD, Adam
+
+try:
+    from numpycnn.model.zoo import deep_cnn, seed_cnn
+except ImportError:  # a tree from before the package's folders (issue 20) kept its models in numpycnn.models
+    from numpycnn.models import deep_cnn, seed_cnn  # type: ignore[no-redef]
 
 
 def timed(run: object) -> float:
