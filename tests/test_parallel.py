@@ -215,13 +215,14 @@ def test_blas_threads_are_restored_after_a_region():
 
 # -- the operations: 1 and N workers bit-identical ------------------------------------------------------------
 
-CONV_CASES = [  # (N, C, H, W, F, k, stride, padding, dilation, groups)
-    (7, 3, 9, 8, 4, 3, 1, 1, 1, 1),
-    (1, 2, 6, 6, 3, 3, 1, 0, 1, 1),
-    (2, 4, 7, 7, 6, 3, 2, 1, 1, 1),
+CONV_CASES = [  # (N, C, H, W, F, k, stride, padding, dilation, groups); split when K = C/groups k^2 >= SMALL_K
+    (7, 8, 9, 8, 4, 3, 1, 1, 1, 1),
+    (1, 8, 6, 6, 3, 3, 1, 0, 1, 1),
+    (2, 8, 7, 7, 6, 3, 2, 1, 1, 1),
     (5, 16, 6, 6, 8, 3, 1, 1, 1, 1),  # channel-major, widened grid
-    (3, 4, 9, 9, 4, 3, 1, 2, 2, 2),  # the general path: dilated, grouped
-    (4, 6, 8, 8, 6, 3, 2, 1, 1, 6),  # depthwise
+    (3, 16, 9, 9, 4, 3, 1, 2, 2, 2),  # the general path: dilated, grouped
+    (7, 3, 9, 8, 4, 3, 1, 1, 1, 1),  # small products (K = 27): one slice, by the rule
+    (4, 6, 8, 8, 6, 3, 2, 1, 1, 6),  # depthwise (K = 9): one slice, by the rule
 ]
 
 
@@ -246,7 +247,9 @@ def _conv_run(case, dtype, bias=True):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_convolution_is_bit_identical_for_any_number_of_workers(case, dtype, split_small):
     one = _with_workers(1, lambda: _conv_run(case, dtype))
-    assert (one[4].parts is not None) == (case[0] > 1)  # the batch was split (a batch of one cannot be)
+    N, C, _, _, _, k, *_, groups = case
+    split = N > 1 and conv.splits_batch(np, (0, C // groups, k, k))  # a batch of one cannot be split
+    assert (one[4].parts is not None) == split
     for n in WORKER_COUNTS:
         _assert_same_bits(one[:4], _with_workers(n, lambda: _conv_run(case, dtype))[:4])
 
@@ -346,22 +349,24 @@ def test_plan_and_profile_show_the_split(split_small):
     from numpycnn.cli.profiling import format_profile, profile_model
     from numpycnn.functional.conv_parallel import conv_slices
 
-    k = len(conv_slices((64, 1, 28, 28), (32, 1, 3, 3), 28, 28))  # the first convolution's slices
-    assert k > 1
+    k = len(conv_slices((64, 32, 28, 28), (32, 32, 3, 3), 28, 28))  # the second convolution's slices
+    assert k > 1  # (the first, 1 -> 32 channels, has small products and is not split: conv.splits_batch)
     model = build_model("deep", seed=0)
     parallel.set_num_threads(2)
     model.forward(np.zeros((64, 1, 28, 28), np.float32), training=True)
     text = str(model.plan())
     assert "Parallel: 2 worker(s)" in text
-    assert f"0: Conv2D(in_channels=1, out_channels=32, kernel_size=3, stride=1, padding=1, bias=False)  " \
-           f"[parallel: batch slices (weight gradient summed in slice order); last forward {k} slice(s) on 2 " \
-           "worker(s)]" in text
+    split = "parallel: batch slices when its products are large (weight gradient summed in slice order)"
+    assert f"3: Conv2D(in_channels=32, out_channels=32, kernel_size=3, stride=1, padding=1, bias=False)  " \
+           f"[{split}; last forward {k} slice(s) on 2 worker(s)]" in text
+    assert "0: Conv2D(in_channels=1, out_channels=32, kernel_size=3, stride=1, padding=1, bias=False)  " \
+           f"[{split}; last forward not split]" in text
     rows = profile_model(model, (1, 28, 28), batch_size=64, repeats=1)
-    assert rows[0]["forward_split"] == [k, 2] and rows[0]["backward_split"] == [k, 2]
+    assert rows[2]["forward_split"] == [k, 2] and rows[2]["backward_split"] == [k, 2]
     assert f"{k}x2 / {k}x2" in format_profile(rows, 64)
     parallel.set_num_threads(1)
     rows = profile_model(model, (1, 28, 28), batch_size=64, repeats=1)
-    assert rows[0]["forward_split"] == [k, 1]  # the same slices, run by the caller alone
+    assert rows[2]["forward_split"] == [k, 1]  # the same slices, run by the caller alone
 
 
 def test_the_pool_shuts_down_at_exit_and_starts_again_on_demand():
@@ -394,7 +399,9 @@ def test_device_arrays_are_never_split(split_small):
     assert forward and all(usage[1:] == (1, 1) for usage in forward)
     assert parallel.take_usage()[1:] == (1, 1)  # the backward passes and nothing more
     model.to("cpu").forward(x, training=True)  # the same model on the host is split
-    assert model.plan().steps[0].usage[1:] == (len(parallel.slices(6, 9 * 28 * 28)), 2)
+    from numpycnn.functional.conv_parallel import conv_slices
+
+    assert model.plan().steps[2].usage[1:] == (len(conv_slices((6, 32, 28, 28), (32, 32, 3, 3), 28, 28)), 2)
 
 
 def test_regions_of_different_sizes_share_one_pool():

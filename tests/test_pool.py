@@ -203,3 +203,46 @@ def test_maxpool_2x2_fast_kernel_matches_general_kernel(shape, ties):
     np.testing.assert_array_equal(fast_out, out)
     np.testing.assert_array_equal(fast_index, index)
     assert fast_index.dtype == index.dtype == np.uint8
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (3, 2, 2, 2), (5, 4, 10, 4)])
+@pytest.mark.parametrize("values", ["normal", "ties", "nan"])
+@pytest.mark.parametrize("chunk_bytes", [None, 64])
+def test_maxpool_2x2_shifted_kernel_matches_general_kernel(shape, values, chunk_bytes, monkeypatch):
+    """The shifted 2x2 kernel gives the strided 2x2 kernel's maximum and window index bit for bit, NaN included,
+    and the general kernel's where there is no NaN: ties (the first maximum in row-major order), and inputs run a
+    chunk of images at a time."""
+    from numpycnn.functional import pool
+
+    if chunk_bytes is not None:  # a chunk of one image at a time
+        monkeypatch.setattr(pool, "SHIFTED_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(5)
+    x = (rng.integers(0, 2, size=shape) if values == "ties" else rng.standard_normal(shape)).astype(np.float32)
+    if values == "nan":
+        x.reshape(-1)[rng.choice(x.size, size=max(1, x.size // 7), replace=False)] = np.nan
+    g = pool.pool_geometry(x.shape, 2, 2)
+    shifted_out, shifted_index = pool._maxpool2x2_shifted(x, g)
+    strided_out, strided_index = pool._maxpool2x2_forward(x, g)
+    np.testing.assert_array_equal(shifted_out, strided_out)  # NaN in the same places
+    np.testing.assert_array_equal(shifted_index, strided_index)
+    assert shifted_index.dtype == np.uint8 and shifted_out.dtype == x.dtype
+    if values != "nan":
+        out, index = pool._maxpool_by_offsets(x, g)
+        np.testing.assert_array_equal(shifted_out, out)
+        np.testing.assert_array_equal(shifted_index, index)
+
+
+def test_maxpool_2x2_kernel_rule():
+    """Contiguous NumPy inputs of even size take the shifted kernel; odd sizes and non-contiguous inputs the
+    strided one, and both give the general kernel's results through maxpool2d_forward."""
+    from numpycnn.functional import pool
+
+    even = np.random.default_rng(6).standard_normal((3, 2, 6, 8)).astype(np.float32)
+    assert pool._kernel_2x2(even, pool.pool_geometry(even.shape, 2)) is pool._maxpool2x2_shifted
+    for x in (even[:, :, :5, :7], even[:, :, :, ::-1], even[:, :, :6, :7]):
+        g = pool.pool_geometry(x.shape, 2)
+        assert pool._kernel_2x2(x, g) is pool._maxpool2x2_forward
+        y, cache = pool.maxpool2d_forward(x, 2)
+        out, index = pool._maxpool_by_offsets(x, g)
+        np.testing.assert_array_equal(y, out)
+        np.testing.assert_array_equal(cache.argmax, index)

@@ -82,6 +82,21 @@ def batch_major(C: int, kh: int, kw: int) -> bool:
     return C * kh * kw < SMALL_K
 
 
+def splits_batch(xp: Any, w_shape: tuple[int, ...]) -> bool:
+    """The rule for the worker threads (:mod:`numpycnn.functional.conv_parallel`): split the batch on a CPU, for
+    convolutions with large products, ``K = C_w kh kw >= SMALL_K`` (``C_w`` the weight's input channels).
+
+    A GPU runs one large kernel better than several small ones. Below :data:`SMALL_K` the convolution runs one
+    small product per image (:func:`batch_major`), bound by memory rather than arithmetic, and the two halves of
+    the batch only share the same memory bandwidth: measured on a 2-core AMD EPYC (``python -m
+    benchmarks.split_rule`` and alternating runs of the original network's inference), splitting ``deep_cnn``'s
+    first convolution (K = 9) changed its time by 1.01x-1.08x (no gain), and the original network's inference at
+    batch 1000 ran 13% faster with its convolution unsplit (median of 15 alternating rounds).
+    """
+    _, c_per_group, kh, kw = w_shape
+    return xp is np and not batch_major(c_per_group, kh, kw)
+
+
 def widened_grid(C: int, kh: int, kw: int, F: int) -> bool:
     """Whether a stride-1 convolution uses the widened grid: when its ``C kh kw`` im2col copies outnumber the
     ``2 F`` output-sized copies the grid costs (the crop in forward, the widening of ``dY`` in backward).
@@ -201,7 +216,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: i
             g_s = general_geometry(x_s.shape, w.shape, stride, padding, dilation, groups, itemsize, chunk_bytes)
             return forward_general(x_s, w, b, g_s, ws, out_s)
     out = xp.empty((g.N, g.F, g.Ho, g.Wo), dtype=x.dtype)
-    parts = conv_slices(x.shape, w.shape, g.Ho, g.Wo) if xp is np else [slice(0, g.N)]  # never split on a GPU
+    parts = conv_slices(x.shape, w.shape, g.Ho, g.Wo) if splits_batch(xp, w.shape) else [slice(0, g.N)]
     if len(parts) == 1:
         return out, one(x, workspace, out)
     split = forward_in_slices(one, x, out, parts, workspace)  # numpycnn.functional.conv_parallel

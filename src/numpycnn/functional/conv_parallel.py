@@ -13,6 +13,8 @@ its partial sum and they are added **in slice order**, after every slice has fin
 :func:`conv_slices`, which looks only at the shapes (never at the number of workers), so the result is
 bit-identical for any number of workers, one included.
 
+Which convolutions are split is :func:`numpycnn.functional.conv.splits_batch`'s rule (large products, on a CPU).
+
 Each slice has its own :class:`~numpycnn.functional.conv.Workspace` (a child of the layer's, ``"slice{k}"``):
 two slices never share a scratch buffer, and the columns a slice keeps for backward stay its own.
 """

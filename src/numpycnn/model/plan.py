@@ -34,7 +34,7 @@ from numpycnn.layers.base import Layer
 #: What each kind of step cuts into slices for the workers (by step name: a fused op or a layer class). The
 #: optimiser's update, not a step, splits long flat parameters (numpycnn.optim.optimizers.UPDATE_SLICE).
 SPLITS = {
-    "Conv2D": "batch slices (weight gradient summed in slice order)",
+    "Conv2D": "batch slices when its products are large (weight gradient summed in slice order)",
     "batchnorm_relu": "channel slices",
     "relu_maxpool2d": "batch slices",
     "MaxPool2D": "batch slices",
@@ -53,6 +53,7 @@ class Step:
         self.cache: Any = None
         #: ``(regions, slices, workers)`` of the last forward pass (:func:`numpycnn.core.parallel.take_usage`).
         self.usage: tuple[int, int, int] = (0, 0, 0)
+        self.has_run = False  # whether a forward pass of the plan ran this step (for parallelism())
 
     @property
     def stop(self) -> int:
@@ -93,8 +94,8 @@ class Step:
         if split is None:
             return ""
         regions, slices, workers = self.usage
-        if not regions:
-            return f"parallel: {split}"
+        if not regions:  # not run yet, or run as one call (too little work to split, or on a device)
+            return f"parallel: {split}" + ("; last forward not split" if self.has_run else "")
         return f"parallel: {split}; last forward {slices} slice(s) on {workers} worker(s)"
 
     def __repr__(self) -> str:
@@ -206,7 +207,7 @@ class ExecutionPlan:
         parallel.take_usage()  # count this pass's regions only
         for step in self.steps:
             x = step.forward(x, training)
-            step.usage = parallel.take_usage()
+            step.usage, step.has_run = parallel.take_usage(), True
             if step.op or not keep_cache:
                 for layer in step.layers:  # the step holds the cache; a layer's own backward must not run
                     layer.cache = None
