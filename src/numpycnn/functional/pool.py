@@ -16,6 +16,7 @@ Max pooling runs on the worker threads of :mod:`numpycnn.core.parallel`, a slice
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -209,10 +210,12 @@ def _maxpool2x2_forward(x: np.ndarray, g: PoolGeometry, out: np.ndarray | None =
 
 
 #: Bytes of input the shifted 2x2 kernel (``_maxpool2x2_shifted``) takes at a time: it runs larger inputs a chunk
-#: of images at a time, so that a chunk and its temporaries stay in the caches (its passes cover the whole flat
-#: input, four times the output). Unchunked it ran 0.64-0.68x the time of ``_maxpool2x2_forward`` for inputs of 1.4
-#: to 3.2 MB, but 0.97x at 6.4 MB and 1.04x at 10.8 MB; chunked, 0.61-0.69x from 1.4 to 10.8 MB (``python -m
-#: benchmarks.pool_kernels``, AMD EPYC with AVX-512, 2 MiB of L2 per core, one thread).
+#: of images at a time, so that a chunk and its temporaries (reused buffers, :func:`_scratch`) stay in the caches;
+#: its passes cover the whole flat input, four times the output. Unchunked it ran 0.64-0.68x the time of
+#: ``_maxpool2x2_forward`` for inputs of 1.4 to 3.2 MB but 0.97x at 6.4 MB and 1.04x at 10.8 MB; chunked, 0.53-0.77x
+#: from 1.4 to 10.8 MB (``python -m benchmarks.pool_kernels``, AMD EPYC with AVX-512, 2 MiB of L2 per core, one
+#: thread). In whole training steps the gain is within this machine's noise: 1.03x for the original network and
+#: 0.98x for ``deep_cnn`` (medians of 15 alternating rounds, spreads 0.90-1.30 and 0.85-1.04).
 SHIFTED_CHUNK_BYTES = 2 << 20
 
 
@@ -257,16 +260,19 @@ def _maxpool2x2_shifted(x: np.ndarray, g: PoolGeometry, out: np.ndarray | None =
     f = x.reshape(-1)  # (N C H W,), a view: x is contiguous
     size = f.size
     left, right = f[:-1], f[1:]
-    pair_max = np.empty(size, x.dtype)  # m_p = max(f_p, f_p+1); the last entry is never read
+    pair_max = _scratch("pair_max", size, x.dtype)  # m_p = max(f_p, f_p+1)
+    pair_max[-1] = 0  # the last entry has no pair: defined, read only where no corner is
     np.maximum(left, right, out=pair_max[:-1])  # propagates NaN like PyTorch
-    right_wins = np.zeros(size, np.bool_)  # r_p
-    np.greater(right, left, out=right_wins[:-1])
+    right_wins = _scratch("right_wins", size, np.uint8)  # r_p, as 0 or 1
+    right_wins[-1] = 0
+    np.greater(right, left, out=right_wins[:-1].view(np.bool_))
     upper, lower = pair_max[:-W], pair_max[W:]  # the window's two rows' maxima, at p and p + W
-    window_max = np.empty(size, x.dtype)
+    window_max = _scratch("window_max", size, x.dtype)  # y at the corners; the last W entries are never read
     np.maximum(upper, lower, out=window_max[:-W])
-    lower_wins = np.greater(lower, upper).view(np.uint8)  # l_p, (size - W,)
-    ur, lr = right_wins[:-W].view(np.uint8), right_wins[W:].view(np.uint8)
-    code = np.zeros(size, np.uint8)
+    lower_wins = _scratch("lower_wins", size, np.uint8)[:-W]  # l_p
+    np.greater(lower, upper, out=lower_wins.view(np.bool_))
+    ur, lr = right_wins[:-W], right_wins[W:]
+    code = _scratch("code", size, np.uint8)  # t* at the corners; the last W entries are never read
     t = code[:-W]
     np.bitwise_xor(lr, ur, out=t)  # ur ^ (l & (lr ^ ur)) picks lr or ur, and adding l twice adds the 2
     t &= lower_wins
@@ -278,6 +284,20 @@ def _maxpool2x2_shifted(x: np.ndarray, g: PoolGeometry, out: np.ndarray | None =
     out.reshape(rows, g.Wo)[...] = window_max.reshape(rows, 2 * W)[:, corners]
     argmax.reshape(rows, g.Wo)[...] = code.reshape(rows, 2 * W)[:, corners]
     return out, argmax
+
+
+_SCRATCH = threading.local()  # per thread: the shifted kernel's temporaries, reused from call to call
+
+
+def _scratch(name: str, size: int, dtype: Any) -> np.ndarray:
+    """A flat buffer of ``size`` entries for this thread, reused across calls (a fresh array each call would be
+    fresh memory, whose page faults cost the shifted kernel more than its passes); at most a chunk's size
+    (:data:`SHIFTED_CHUNK_BYTES` of input) per buffer and thread."""
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(name)
+    if buffer is None or buffer.size < size or buffer.dtype != dtype:
+        buffer = buffers[name] = np.empty(size, dtype)
+    return buffer[:size]
 
 
 def avgpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
