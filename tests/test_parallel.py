@@ -411,3 +411,28 @@ def test_regions_of_different_sizes_share_one_pool():
     parallel.run([lambda: 0] * 2)  # two workers of the four
     assert parallel.run([lambda k=k: k for k in range(8)]) == list(range(8))
     assert parallel._POOL.executor is executor
+
+
+def test_max_slices_one_turns_the_split_off(monkeypatch):
+    """``MAX_SLICES = 1`` runs every operation as one call (one slice), with the same bits for any number
+    of workers, and agrees with the split run to float32's rounding."""
+    x = np.random.default_rng(7).random((8, 1, 28, 28), dtype=np.float32)
+
+    def run(workers):
+        parallel.set_num_threads(workers)
+        model = build_model("deep", seed=0)
+        parallel.take_usage()
+        out = model.forward(x, training=True)
+        model.backward(np.ones_like(out))
+        slices = max([step.usage[1] for step in model.plan().steps] + [parallel.take_usage()[1]])
+        return out, model.layers[3].grads["weight"].copy(), slices  # the most slices one operation ran
+
+    split_out, split_grad, split_slices = run(2)
+    assert split_slices > 1
+    monkeypatch.setattr(parallel, "MAX_SLICES", 1)
+    one = run(1)
+    two = run(2)
+    assert one[2] <= 1 and two[2] <= 1
+    _assert_same_bits(one[:2], two[:2])
+    np.testing.assert_allclose(two[0], split_out, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(two[1], split_grad, rtol=1e-4, atol=1e-4 * np.abs(split_grad).max())

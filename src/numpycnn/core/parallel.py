@@ -64,6 +64,8 @@ ENV_VARIABLE = "NUMPYCNN_THREADS"
 #: Measured here (2 cores; 32 -> 32 channels at 28x28, batch 128, forward and backward, 12 alternating rounds):
 #: 2 slices on 2 workers 115 ms (min) / 122 ms (median), 4 slices 130 / 135 ms, 8 slices 139 / 156 ms; on one
 #: worker 2 slices 114 / 120 ms, 8 slices 145 / 199 ms. More slices than cores only add per-slice overhead.
+#: Setting it to 1 (before training) turns the split off: every operation runs as one call, the products on the
+#: BLAS's own threads, the same bits for any number of workers (docs/speed.md measures when that is faster).
 MAX_SLICES = max(2, min(16, available_cores()))
 
 #: The least work (elements read or written) a slice must carry to be worth a hand-off to another thread: 256 Ki

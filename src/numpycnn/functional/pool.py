@@ -98,7 +98,7 @@ def maxpool2d_forward(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
     slices. **Fast paths**, chosen when the window is 2x2 with stride 2 (the usual pooling):
     ``_maxpool2x2_forward`` finds the same maximum and the same :math:`t^*` with three pairwise maxima, and
     ``_maxpool2x2_shifted`` does the same with contiguous passes over the flat input shifted by one element or
-    one row, for inputs of even height and width (the rule of :func:`_kernel_2x2`).
+    one row, for inputs of even height and width (the rule of ``_kernel_2x2``).
 
     Shape
     -----
@@ -210,7 +210,7 @@ def _maxpool2x2_forward(x: np.ndarray, g: PoolGeometry, out: np.ndarray | None =
 
 
 #: Bytes of input the shifted 2x2 kernel (``_maxpool2x2_shifted``) takes at a time: it runs larger inputs a chunk
-#: of images at a time, so that a chunk and its temporaries (reused buffers, :func:`_scratch`) stay in the caches;
+#: of images at a time, so that a chunk and its temporaries (reused buffers, ``_scratch``) stay in the caches;
 #: its passes cover the whole flat input, four times the output. Unchunked it ran 0.64-0.68x the time of
 #: ``_maxpool2x2_forward`` for inputs of 1.4 to 3.2 MB but 0.97x at 6.4 MB and 1.04x at 10.8 MB; chunked, 0.53-0.77x
 #: from 1.4 to 10.8 MB (``python -m benchmarks.pool_kernels``, AMD EPYC with AVX-512, 2 MiB of L2 per core, one

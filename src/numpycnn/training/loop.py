@@ -296,7 +296,7 @@ def fit(model: Sequential, x: Any, y: Any, *, epochs: int, batch_size: int = 64,
         process must call ``fit`` with the same data and arguments; only rank 0 prints and writes files.
     gradient_health : bool
         Record each layer's gradient norm and update/weight ratio per epoch in ``History.gradients``
-        (:mod:`numpycnn.training.health`); it changes no result and costs under 1% of a step.
+        (:mod:`numpycnn.training.health`); it changes no result and costs about 1% of a step or less.
 
     Returns
     -------
