@@ -135,8 +135,13 @@ def test_cancel_from_the_page(page, server):  # noqa: F811
     page.fill("#train-batch", "8")
     page.fill("#train-epochs", "3")
     page.fill("#train-images", "10000")
+    earlier = page.get_attribute("#train-panel", "data-run")  # a run of an earlier test, finished, or None
     page.click("#train-start")
-    page.wait_for_function('() => Number(document.getElementById("train-panel").dataset.step) > 0')
+    page.wait_for_function(  # this run's steps: an earlier run's last status also has a step > 0
+        """earlier => { const p = document.getElementById("train-panel");
+                        return p.dataset.run !== undefined && p.dataset.run !== earlier
+                               && p.dataset.state === "training" && Number(p.dataset.step) > 0; }""",
+        arg=earlier)
     assert page.is_enabled("#train-cancel")
     with page.expect_response("**/api/train/cancel") as response:
         page.click("#train-cancel")
