@@ -169,3 +169,29 @@ def test_fit_with_augmentation_is_reproducible_and_differs_from_without():
     a, b, plain = run(make_augment()), run(make_augment()), run(None)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, plain)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("order", [0, 1])
+@pytest.mark.parametrize("n", [1, 5, 7])
+def test_rotation_split_over_workers_gives_the_same_bits(dtype, order, n, monkeypatch):
+    """rotate_images cuts a batch into slices for the worker threads (numpycnn.core.parallel): every image is
+    rotated on its own, so 1 or several workers, split or not, give the same bits."""
+    from numpycnn.core import parallel
+
+    rng = np.random.default_rng(n)
+    x = (rng.integers(0, 256, size=(n, 2, 9, 7)) if dtype == np.uint8 else rng.random((n, 2, 9, 7))).astype(dtype)
+    degrees = rng.uniform(-30, 30, size=n)
+    monkeypatch.setattr(parallel, "MAX_SLICES", 1)
+    whole = rotate_images(x, degrees, order)
+    monkeypatch.setattr(parallel, "MAX_SLICES", 4)
+    monkeypatch.setattr(parallel, "MIN_SLICE_WORK", 1)  # split even these tiny images
+    assert len(parallel.slices(n, 1)) == min(n, 4)
+    try:
+        for workers in (1, 2, 3):
+            parallel.set_num_threads(workers)
+            split = rotate_images(x, degrees, order)
+            assert split.dtype == whole.dtype and split.shape == whole.shape
+            np.testing.assert_array_equal(split, whole)
+    finally:
+        parallel.set_num_threads(None)

@@ -3,8 +3,8 @@
 NumPy releases the GIL inside ufuncs, copies, reductions and ``matmul``, so Python threads that each work on
 their own slice of an array (a few images of the batch, a few channels, a stretch of a flat parameter) run truly
 at the same time. The heavy operations of :mod:`numpycnn.functional` (the convolution's forward and both
-gradients, the fused batch norm + ReLU, max pooling) and the optimisers' element-wise updates cut their work
-into slices with :func:`slices` and hand the slices to :func:`run`.
+gradients, the fused batch norm + ReLU, max pooling), the optimisers' element-wise updates and the augmentation's
+random rotation cut their work into slices with :func:`slices` and hand the slices to :func:`run`.
 
 **One setting.** :func:`get_num_threads` workers (the caller counts as one): :func:`set_num_threads` if it was
 called, else the environment variable ``NUMPYCNN_THREADS``, else the cores this process may use

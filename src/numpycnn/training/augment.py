@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from numpycnn.core import parallel
 from numpycnn.core.checks import fail, positive_int, real_in_range
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -84,7 +85,27 @@ def rotate_images(x: np.ndarray, degrees: np.ndarray, order: int = 1) -> np.ndar
     if order not in (0, 1):
         fail("rotate_images", "order", "0 (nearest) or 1 (bilinear)", order)
     n, c, h, w = x.shape
-    theta = np.deg2rad(np.asarray(degrees, np.float64)).reshape(n, 1, 1)
+    degrees = np.asarray(degrees, np.float64).reshape(n)
+    parts = parallel.slices(n, c * h * w * ROTATE_PASSES)
+    if len(parts) == 1:
+        return _rotate(x, degrees, order)
+    # every image is rotated on its own: the slices' results are the unsplit result's rows, bit for bit
+    return np.concatenate(parallel.map_slices(lambda s: _rotate(x[s], degrees[s], order), parts))
+
+
+#: Passes over an image's pixels that bilinear rotation makes (coordinates, four samples with their weights and
+#: the sum): its work per image for :func:`numpycnn.core.parallel.slices`, which splits batches of 28x28 images of
+#: 34 or more in two. Every image is rotated on its own, so the split gives the same bits. Measured (``python -m
+#: benchmarks.rotate_split``, AMD EPYC with AVX-512, 2 cores, 15 alternating rounds): 128 MNIST images in 2 slices
+#: 3.4 ms against 9.1 ms unsplit (0.39x; the unsplit batch's temporaries outgrow the caches), 64 images 1.76 ms
+#: against 1.78 ms (0.96x, within the noise).
+ROTATE_PASSES = 20
+
+
+def _rotate(x: np.ndarray, degrees: np.ndarray, order: int) -> np.ndarray:
+    """:func:`rotate_images` of one batch or slice, checked already."""
+    n, c, h, w = x.shape
+    theta = np.deg2rad(degrees).reshape(n, 1, 1)
     cos, sin = np.cos(theta), np.sin(theta)
     cy, cx = (h - 1) / 2, (w - 1) / 2
     v = cy - np.arange(h, dtype=np.float64).reshape(1, h, 1)
