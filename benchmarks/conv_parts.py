@@ -4,7 +4,8 @@ same part on the other core at the same time (what the worker threads do).
 
 The parts: the forward pass (im2col and the product, chunk by chunk), the weight gradient (im2col again and its
 product), the input gradient (the flipped-kernel convolution of ``dout``), im2col alone over every chunk, and the
-forward's products alone at the chunk's shapes; with the multiply-adds each does, in GFLOP/s. Run it with
+forward's products alone at the chunk's shapes; with the useful multiply-adds each does, in GFLOP/s (the
+widened stride-1 grid computes (W + 2) / W as many, which the rate leaves out). Run it with
 ``python -m benchmarks.conv_parts [--rounds 9]``; docs/speed.md quotes it.
 """
 

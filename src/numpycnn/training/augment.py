@@ -93,12 +93,12 @@ def rotate_images(x: np.ndarray, degrees: np.ndarray, order: int = 1) -> np.ndar
     return np.concatenate(parallel.map_slices(lambda s: _rotate(x[s], degrees[s], order), parts))
 
 
-#: Passes over an image's pixels that bilinear rotation makes (coordinates, four samples with their weights and
-#: the sum): its work per image for :func:`numpycnn.core.parallel.slices`, which splits batches of 28x28 images of
-#: 34 or more in two. Every image is rotated on its own, so the split gives the same bits. Measured (``python -m
-#: benchmarks.rotate_split``, AMD EPYC with AVX-512, 2 cores, 15 alternating rounds): 128 MNIST images in 2 slices
-#: 3.4 ms against 9.1 ms unsplit (0.39x; the unsplit batch's temporaries outgrow the caches), 64 images 1.76 ms
-#: against 1.78 ms (0.96x, within the noise).
+#: Passes over an image's pixels that bilinear rotation makes (coordinates, four samples with their weights and the
+#: sum): its work per image for :func:`numpycnn.core.parallel.slices`, which splits batches of single-channel 28x28
+#: images of 34 or more in two. Every image is rotated on its own, so the split gives the same bits. Measured
+#: (``python -m benchmarks.rotate_split``, AMD EPYC with AVX-512, 2 cores, 15 alternating rounds): 128 MNIST images
+#: in 2 slices 3.4 ms against 9.1 ms unsplit (0.39x; the unsplit batch's temporaries outgrow the caches), 64 images
+#: 1.76 ms against 1.78 ms (0.96x, within the noise).
 ROTATE_PASSES = 20
 
 
